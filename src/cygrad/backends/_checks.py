@@ -1,0 +1,173 @@
+"""Argument checks both backends share, so they reject the same inputs with the same words.
+
+Every check runs before anything is written: a call that fails leaves its `out`/`grad_*`
+arrays exactly as they were (a failed `accumulate=True` call loses no gradient).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe(a: np.ndarray) -> str:
+    return f"{a.dtype} of shape {a.shape}"
+
+
+def _shape_text(shape: Sequence) -> str:
+    # A shape with a free entry is written like (out_features, 784).
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_array(a: object, name: str, like: Optional[np.ndarray] = None,
+                shape: Optional[Sequence] = None, ndim: Optional[int] = None) -> np.ndarray:
+    """`a` must be a float32/float64 ndarray; with `like`, of like's dtype (and shape,
+    unless `shape` is given); with `shape`, of that shape (str entries match anything)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy array of float32 or float64, "
+                        f"got {type(a).__name__}")
+    if like is None:
+        if a.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected float32 or float64, got {a.dtype}")
+        dtype = a.dtype
+    else:
+        dtype = like.dtype
+        if shape is None and ndim is None:
+            shape = like.shape
+        if a.dtype != dtype:
+            want = f"{dtype} of shape {_shape_text(shape)}" if shape is not None else str(dtype)
+            raise TypeError(f"{name}: expected {want} (no silent casting), got {_describe(a)}")
+    if shape is not None:
+        if a.ndim != len(shape) or any(
+                want != got for want, got in zip(shape, a.shape) if not isinstance(want, str)):
+            raise ValueError(f"{name}: expected {dtype} of shape {_shape_text(shape)}, "
+                             f"got {_describe(a)}")
+    elif ndim is not None and a.ndim < ndim:
+        raise ValueError(f"{name}: expected at least {ndim} dimension(s), got {_describe(a)}")
+    return a
+
+
+def out_array(out: object, name: str, shape: tuple, dtype: np.dtype) -> Optional[np.ndarray]:
+    """Check a caller-given output array: exact dtype and shape, C-contiguous, writable.
+    Returns None when none was given (the caller allocates)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy array of {dtype} of shape "
+                        f"{_shape_text(shape)}, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected {dtype} of shape {_shape_text(shape)} "
+                        f"(no silent casting), got {_describe(out)}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected {dtype} of shape {_shape_text(shape)}, "
+                         f"got {_describe(out)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous (it is written in place), "
+                         f"got a strided {_describe(out)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: must be writable, got a read-only {_describe(out)}")
+    return out
+
+
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """View an array of shape (..., n) as a matrix (rows, n): leading axes are batch axes."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
+def check_flag(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Are a and b the very same elements in the same order (an in-place call)?"""
+    ia, ib = a.__array_interface__, b.__array_interface__
+    return ia["data"][0] == ib["data"][0] and ia["strides"] == ib["strides"] \
+        and a.shape == b.shape
+
+
+def detach_inputs(inputs: Sequence[Optional[np.ndarray]],
+                  outputs: Sequence[Optional[np.ndarray]],
+                  elementwise: bool = False) -> list:
+    """Inputs read as they were when the call began: an input that overlaps an output is
+    copied first. An element-wise kernel may write over an input that is exactly its
+    output (in place), since each element is read before it is written."""
+    given = [o for o in outputs if o is not None]
+    result = list(inputs)
+    if not given:
+        return result
+    for i, a in enumerate(result):
+        if a is None:
+            continue
+        for o in given:
+            if np.may_share_memory(a, o) and not (elementwise and same_memory(a, o)):
+                result[i] = a.copy()
+                break
+    return result
+
+
+# One check per kernel signature, shared by both backends. Each returns the checked
+# output arrays (None where the caller gave none).
+
+def sigmoid_forward_args(x: object, out: object) -> Optional[np.ndarray]:
+    x = check_array(x, "x")
+    return out_array(out, "out", x.shape, x.dtype)
+
+
+def sigmoid_backward_args(grad_out: object, y: object, out: object,
+                          accumulate: object) -> Optional[np.ndarray]:
+    grad_out = check_array(grad_out, "grad_out")
+    check_array(y, "y", like=grad_out)
+    check_flag(accumulate, "accumulate")
+    return out_array(out, "out", grad_out.shape, grad_out.dtype)
+
+
+def bias_backward_args(grad_out: object, out: object,
+                       accumulate: object) -> Optional[np.ndarray]:
+    grad_out = check_array(grad_out, "grad_out", ndim=1)
+    check_flag(accumulate, "accumulate")
+    return out_array(out, "out", grad_out.shape[-1:], grad_out.dtype)
+
+
+def _check_linear_inputs(x: object, w: object, b: object = None) -> None:
+    x = check_array(x, "x", ndim=1)
+    w = check_array(w, "w", like=x, shape=("out_features", x.shape[-1]))
+    if b is not None:
+        check_array(b, "b", like=x, shape=(w.shape[0],))
+
+
+def linear_forward_args(x: np.ndarray, w: np.ndarray, b: object,
+                        out: object) -> Optional[np.ndarray]:
+    _check_linear_inputs(x, w, b)
+    return out_array(out, "out", x.shape[:-1] + (w.shape[0],), x.dtype)
+
+
+def linear_backward_args(grad_out: object, x: np.ndarray, w: np.ndarray, grad_x: object,
+                         grad_w: object, grad_b: object, accumulate: object,
+                         need_grad_x: object, need_grad_w: object, need_grad_b: object
+                         ) -> tuple:
+    _check_linear_inputs(x, w)
+    check_array(grad_out, "grad_out", like=x, shape=x.shape[:-1] + (w.shape[0],))
+    for flag, name in ((accumulate, "accumulate"), (need_grad_x, "need_grad_x"),
+                       (need_grad_w, "need_grad_w"), (need_grad_b, "need_grad_b")):
+        check_flag(flag, name)
+    return (out_array(grad_x, "grad_x", x.shape, x.dtype),
+            out_array(grad_w, "grad_w", w.shape, x.dtype),
+            out_array(grad_b, "grad_b", (w.shape[0],), x.dtype))
+
+
+def matmul_backward_args(grad_out: object, a: object, b: object, grad_a: object,
+                         grad_b: object, accumulate: object, need_grad_a: object,
+                         need_grad_b: object) -> tuple:
+    a = check_array(a, "a", shape=("m", "k"))
+    b = check_array(b, "b", like=a, shape=(a.shape[1], "n"))
+    check_array(grad_out, "grad_out", like=a, shape=(a.shape[0], b.shape[1]))
+    for flag, name in ((accumulate, "accumulate"), (need_grad_a, "need_grad_a"),
+                       (need_grad_b, "need_grad_b")):
+        check_flag(flag, name)
+    return (out_array(grad_a, "grad_a", a.shape, a.dtype),
+            out_array(grad_b, "grad_b", b.shape, a.dtype))

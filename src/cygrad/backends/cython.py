@@ -1,0 +1,114 @@
+"""The compiled backend: argument checks in Python, then the loops in csrc/.
+
+Inputs may be any float32/float64 arrays of the right shapes: strided, Fortran-ordered or
+read-only inputs are copied to a C-contiguous buffer first (correct, at the cost of a copy).
+Output arrays are written in place and must be C-contiguous and writable (never a silent
+copy that would leave the caller's array unwritten). An input that overlaps an output is
+copied first, so results are always those of the inputs as they were at the call.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .. import _elementwise, _linear
+from . import _checks
+from ._checks import as_rows, detach_inputs
+
+Array = np.ndarray
+name = "cython"
+_contiguous = np.ascontiguousarray
+
+
+def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
+    """sigmoid(x) = 1 / (1 + exp(-x)), overflow-free for any x; NaN stays NaN."""
+    out = _checks.sigmoid_forward_args(x, out)
+    if out is None:
+        out = np.empty(x.shape, x.dtype)
+    else:
+        (x,) = detach_inputs((x,), (out,), elementwise=True)
+    _elementwise.sigmoid_forward(_contiguous(x).reshape(-1), out.reshape(-1))
+    return out
+
+
+def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
+                     accumulate: bool = False) -> Array:
+    """out (+)= grad_out * y * (1 - y), where y = sigmoid(x)."""
+    out = _checks.sigmoid_backward_args(grad_out, y, out, accumulate)
+    if out is None:
+        out, accumulate = np.empty(grad_out.shape, grad_out.dtype), False
+    else:
+        grad_out, y = detach_inputs((grad_out, y), (out,), elementwise=True)
+    _elementwise.sigmoid_backward(_contiguous(grad_out).reshape(-1), _contiguous(y).reshape(-1),
+                                  out.reshape(-1), accumulate)
+    return out
+
+
+def bias_backward(grad_out: Array, out: Optional[Array] = None,
+                  accumulate: bool = False) -> Array:
+    """out (+)= grad_out summed over every axis but the last."""
+    out = _checks.bias_backward_args(grad_out, out, accumulate)
+    if out is None:
+        out, accumulate = np.empty(grad_out.shape[-1:], grad_out.dtype), False
+    else:
+        (grad_out,) = detach_inputs((grad_out,), (out,))
+    _elementwise.bias_backward(as_rows(_contiguous(grad_out)), out, accumulate)
+    return out
+
+
+def linear_forward(x: Array, w: Array, b: Optional[Array] = None,
+                   out: Optional[Array] = None) -> Array:
+    """out = x @ w.T + b, with x of shape (..., in_features) and w (out_features, in_features)."""
+    out = _checks.linear_forward_args(x, w, b, out)
+    if out is None:
+        out = np.empty(x.shape[:-1] + (w.shape[0],), x.dtype)
+    else:
+        x, w, b = detach_inputs((x, w, b), (out,))
+    b = None if b is None else _contiguous(b)
+    _linear.linear_forward(as_rows(_contiguous(x)), _contiguous(w), b, as_rows(out))
+    return out
+
+
+def _outputs(given: tuple, shapes: tuple, needed: tuple, dtype: np.dtype,
+             accumulate: bool) -> list:
+    """The arrays to write: the caller's where given, else fresh ones (zeroed when
+    accumulating, so one BLAS beta serves every output of the call)."""
+    alloc = np.zeros if accumulate else np.empty
+    return [(out if out is not None else alloc(shape, dtype)) if need else None
+            for out, shape, need in zip(given, shapes, needed)]
+
+
+def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array] = None,
+                    grad_w: Optional[Array] = None, grad_b: Optional[Array] = None,
+                    accumulate: bool = False, need_grad_x: bool = True,
+                    need_grad_w: bool = True, need_grad_b: bool = True
+                    ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]:
+    """grad_x (+)= grad_out @ w, grad_w (+)= grad_out.T @ x, grad_b (+)= grad_out.sum(0)."""
+    given = _checks.linear_backward_args(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
+                                         need_grad_x, need_grad_w, need_grad_b)
+    grad_out, x, w = detach_inputs((grad_out, x, w), given)
+    grad_x, grad_w, grad_b = _outputs(given, (x.shape, w.shape, w.shape[:1]),
+                                      (need_grad_x, need_grad_w, need_grad_b), x.dtype,
+                                      accumulate)
+    g = as_rows(_contiguous(grad_out))
+    _linear.linear_backward(g, as_rows(_contiguous(x)), _contiguous(w),
+                            None if grad_x is None else as_rows(grad_x), grad_w, accumulate)
+    if grad_b is not None:
+        _elementwise.bias_backward(g, grad_b, accumulate)
+    return grad_x, grad_w, grad_b
+
+
+def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array] = None,
+                    grad_b: Optional[Array] = None, accumulate: bool = False,
+                    need_grad_a: bool = True, need_grad_b: bool = True
+                    ) -> Tuple[Optional[Array], Optional[Array]]:
+    """For out = a @ b: grad_a (+)= grad_out @ b.T, grad_b (+)= a.T @ grad_out."""
+    given = _checks.matmul_backward_args(grad_out, a, b, grad_a, grad_b, accumulate,
+                                         need_grad_a, need_grad_b)
+    grad_out, a, b = detach_inputs((grad_out, a, b), given)
+    grad_a, grad_b = _outputs(given, (a.shape, b.shape), (need_grad_a, need_grad_b), a.dtype,
+                              accumulate)
+    _linear.matmul_backward(_contiguous(grad_out), _contiguous(a), _contiguous(b), grad_a,
+                            grad_b, accumulate)
+    return grad_a, grad_b

@@ -1,0 +1,94 @@
+"""The reference backend: each kernel is its textbook formula, written in NumPy.
+
+This file defines "correct". It has no speed tricks; the compiled backend is tested
+against it, and it is tested against finite differences. The formulas are those of the
+lecture notes: for a linear layer y = x W^T + b with upstream gradient G = dL/dy,
+dL/dx = G W, dL/dW = G^T x, dL/db = sum of G over the batch; for y = sigmoid(x),
+dL/dx = G * y * (1 - y).
+
+All inputs are read before any output is written, so an output may alias an input.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import _checks
+
+Array = np.ndarray
+name = "reference"
+
+
+def _store(value: Array, out: Optional[Array], accumulate: bool) -> Array:
+    """Put a computed gradient where the caller asked: a fresh array, `out`, or out +=."""
+    if out is None:
+        return np.asarray(value)
+    if accumulate:
+        out += value  # a value used in several places gets the sum of its gradients
+    else:
+        out[...] = value
+    return out
+
+
+def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
+    """sigmoid(x) = 1 / (1 + exp(-x)), computed as e^x / (1 + e^x) for x < 0 so that
+    exp never overflows."""
+    out = _checks.sigmoid_forward_args(x, out)
+    e = np.exp(-np.abs(x))
+    return _store((np.where(x >= 0, 1, e) / (1 + e)).astype(x.dtype, copy=False), out, False)
+
+
+def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
+                     accumulate: bool = False) -> Array:
+    """d/dx sigmoid(x) = y * (1 - y), with y = sigmoid(x): dL/dx = grad_out * y * (1 - y)."""
+    out = _checks.sigmoid_backward_args(grad_out, y, out, accumulate)
+    return _store(grad_out * y * (1 - y), out, accumulate)
+
+
+def bias_backward(grad_out: Array, out: Optional[Array] = None,
+                  accumulate: bool = False) -> Array:
+    """The bias was broadcast over every leading axis, so its gradient sums over them."""
+    out = _checks.bias_backward_args(grad_out, out, accumulate)
+    return _store(grad_out.sum(axis=tuple(range(grad_out.ndim - 1))), out, accumulate)
+
+
+def linear_forward(x: Array, w: Array, b: Optional[Array] = None,
+                   out: Optional[Array] = None) -> Array:
+    """y = x W^T + b."""
+    out = _checks.linear_forward_args(x, w, b, out)
+    y = x @ w.T
+    if b is not None:
+        y = y + b
+    return _store(y, out, False)
+
+
+def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array] = None,
+                    grad_w: Optional[Array] = None, grad_b: Optional[Array] = None,
+                    accumulate: bool = False, need_grad_x: bool = True,
+                    need_grad_w: bool = True, need_grad_b: bool = True
+                    ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]:
+    """For y = x W^T + b: dL/dx = G W, dL/dW = G^T x, dL/db = sum of G over the batch."""
+    grad_x, grad_w, grad_b = _checks.linear_backward_args(
+        grad_out, x, w, grad_x, grad_w, grad_b, accumulate, need_grad_x, need_grad_w,
+        need_grad_b)
+    g2, x2 = _checks.as_rows(grad_out), _checks.as_rows(x)  # leading axes are batch axes
+    dx = grad_out @ w if need_grad_x else None
+    dw = g2.T @ x2 if need_grad_w else None
+    db = g2.sum(axis=0) if need_grad_b else None
+    return (_store(dx, grad_x, accumulate) if need_grad_x else None,
+            _store(dw, grad_w, accumulate) if need_grad_w else None,
+            _store(db, grad_b, accumulate) if need_grad_b else None)
+
+
+def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array] = None,
+                    grad_b: Optional[Array] = None, accumulate: bool = False,
+                    need_grad_a: bool = True, need_grad_b: bool = True
+                    ) -> Tuple[Optional[Array], Optional[Array]]:
+    """For out = a @ b: dL/da = G b^T, dL/db = a^T G."""
+    grad_a, grad_b = _checks.matmul_backward_args(grad_out, a, b, grad_a, grad_b, accumulate,
+                                                  need_grad_a, need_grad_b)
+    da = grad_out @ b.T if need_grad_a else None
+    db = a.T @ grad_out if need_grad_b else None
+    return (_store(da, grad_a, accumulate) if need_grad_a else None,
+            _store(db, grad_b, accumulate) if need_grad_b else None)

@@ -1,0 +1,72 @@
+"""What the process runs with: thread count for the parallel loops, build facts."""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Dict
+
+import numpy as np
+
+from . import backends
+from ._version import __version__
+
+
+def _compiled():
+    return backends._backends.get("cython") and backends._compiled._elementwise
+
+
+def get_num_threads() -> int:
+    """Threads the compiled element-wise and reduction loops use (1 without OpenMP)."""
+    module = _compiled()
+    return module.get_num_threads() if module else 1
+
+
+def set_num_threads(n: int) -> None:
+    """Set the threads of the compiled loops, for every Python thread. The default is
+    OpenMP's: OMP_NUM_THREADS if set, else the number of cores. BLAS products keep their
+    own pool (OPENBLAS_NUM_THREADS)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    module = _compiled()
+    if module:
+        module.set_num_threads(n)
+
+
+def _blas() -> str:
+    try:
+        import scipy
+        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version', '')} (scipy {scipy.__version__})"
+    except Exception as exc:  # show_config's layout is scipy's, not ours
+        return f"unknown ({type(exc).__name__})"
+
+
+def info() -> Dict[str, str]:
+    """The facts `python -m cygrad info` prints."""
+    module = _compiled()
+    return {
+        "cygrad": __version__,
+        "active backend": backends.get_backend(),
+        "backends": ", ".join(backends.available_backends()),
+        "compiled module": "loaded" if module else
+                           f"not loaded ({backends.compiled_import_error})",
+        "OpenMP": ("on" if module and module.openmp_enabled() else "off"),
+        "threads": str(get_num_threads()),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        "BLAS": _blas(),
+        "NumPy": np.__version__,
+        "Python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def add_arguments(parser) -> None:
+    """`python -m cygrad info` takes no options."""
+
+
+def run(args) -> int:
+    facts = info()
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
