@@ -1,0 +1,250 @@
+"""Tensor: a NumPy array that records the operations applied to it, and backward().
+
+The graph is a set of Tensors, each made by an op (ops.py, functional.py) that stores its
+parents and a `backward(g)` closure. `backward()` visits the graph in reverse topological
+order; each closure adds its contribution into its parents' gradient buffers, so a value
+used in several places gets the sum of its gradients.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_state = threading.local()  # per thread, so no_grad in one thread leaves others recording
+
+Backward = Callable[[np.ndarray], None]
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Within the block, ops record nothing: results have requires_grad=False."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def _as_float_array(data: object, dtype: object = None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    if array.dtype not in _FLOATS:  # ints, bools, float16, ...: float64
+        if array.dtype == object:
+            raise TypeError(f"data: expected a number, list or array of numbers, "
+                            f"got {type(data).__name__}")
+        array = array.astype(np.float64)
+    return array
+
+
+class Tensor:
+    """An n-dimensional float32/float64 array that can record its gradient.
+
+    `Tensor(data, requires_grad=False, dtype=None)`: `data` is a number, list or ndarray.
+    Float arrays keep their dtype (and their memory: no copy is made), anything else
+    becomes float64.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op",
+                 "_retains_grad", "__weakref__")
+    # Make `ndarray + Tensor` call Tensor.__radd__ instead of broadcasting over the Tensor.
+    __array_priority__ = 1000
+
+    def __init__(self, data: object, requires_grad: bool = False, dtype: object = None):
+        self.data: np.ndarray = _as_float_array(data, dtype)
+        self.grad: Optional[np.ndarray] = None
+        self.requires_grad = bool(requires_grad)
+        self._parents: Tuple[Tensor, ...] = ()
+        self._backward: Optional[Backward] = None
+        self._op = ""  # "" for a leaf; an op's name otherwise
+        self._retains_grad = False
+
+    @classmethod
+    def from_op(cls, data: np.ndarray, parents: Sequence["Tensor"], backward: Backward,
+                op: str) -> "Tensor":
+        """The result of an op: records `parents` and `backward` when a parent needs a
+        gradient and recording is on. `backward(g)` receives dL/d(result) and must add
+        each parent's gradient through `parent.grad_slot()` or `parent.add_grad()`."""
+        out = cls.__new__(cls)
+        out.data = data
+        out.grad = None
+        out._retains_grad = False
+        out._op = op
+        if is_grad_enabled() and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = tuple(parents)
+            out._backward = backward
+        else:
+            out.requires_grad = False
+            out._parents = ()
+            out._backward = None
+        return out
+
+    # -- array-like attributes ------------------------------------------------------------
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self._op
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def retain_grad(self) -> "Tensor":
+        """Keep this intermediate's gradient in `.grad` after backward."""
+        self._retains_grad = True
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only leaf tensors can change requires_grad")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def __repr__(self) -> str:
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        return f"Tensor({body}, dtype={self.dtype}{extra})"
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    # -- gradient buffers -----------------------------------------------------------------
+    def grad_slot(self) -> Tuple[np.ndarray, bool]:
+        """(buffer, accumulate) for a kernel to write this tensor's gradient into: the
+        existing gradient with accumulate=True, or a new buffer to overwrite."""
+        grad = self.grad
+        if grad is None:
+            grad = self.grad = np.empty(self.data.shape, self.data.dtype)
+            return grad, False
+        if not (grad.flags.c_contiguous and grad.flags.writeable) or grad.dtype != self.dtype:
+            grad = self.grad = np.array(grad, dtype=self.dtype, order="C")  # a user's .grad
+        return grad, True
+
+    def add_grad(self, value: np.ndarray, owned: bool = False) -> None:
+        """Add `value` (of this tensor's shape) into the gradient. `owned`: the caller
+        hands the array over (nobody else holds it), so it can become the buffer."""
+        if self.grad is None:
+            if owned and value.dtype == self.dtype and value.flags.c_contiguous \
+                    and value.shape == self.shape:
+                self.grad = value
+            else:
+                self.grad = np.array(np.broadcast_to(value, self.shape), dtype=self.dtype,
+                                     order="C")
+        else:
+            buffer, _ = self.grad_slot()
+            buffer += value
+
+    # -- backward -------------------------------------------------------------------------
+    def backward(self, grad: object = None, retain_graph: bool = False) -> None:
+        """Compute the gradient of this tensor with respect to every tensor it came from
+        that requires one, adding it into their `.grad`. `grad` is dL/d(this tensor); it
+        may be omitted only for a single-element tensor (then it is 1)."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad (no input "
+                               "with requires_grad=True went into it, or it was made "
+                               "under no_grad())")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be omitted only for a single-element"
+                                   f" tensor; this one has shape {self.shape}: pass grad=")
+            seed = np.ones(self.shape, self.dtype)
+        else:
+            seed = _as_float_array(grad, self.dtype)
+            if seed.shape != self.shape:
+                raise ValueError(f"grad: expected shape {self.shape}, got {seed.shape}")
+        order = _topological_order(self)
+        # Intermediates' .grad buffers carry this pass's gradients; one kept by
+        # retain_grad() from an earlier pass must not flow again, so it waits aside.
+        kept = {}
+        for node in order:
+            if node.grad is not None:
+                kept[id(node)], node.grad = node.grad, None
+        self.add_grad(seed, owned=grad is None)
+        for node in reversed(order):
+            if node._backward is None:
+                raise RuntimeError(f"backward: the graph through '{node._op}' was already "
+                                   "freed by an earlier backward(); pass retain_graph=True "
+                                   "to the first call to go through it twice")
+            g = node.grad
+            if g is not None:
+                node._backward(g)
+            if not retain_graph:  # drop the saved forward values now
+                node._backward = None
+                node._parents = ()
+            if not node._retains_grad:
+                node.grad = None
+            elif id(node) in kept:
+                node.grad = kept[id(node)] if g is None else kept[id(node)] + g
+
+    # -- operators and methods: defined in ops.py, bound at import ------------------------
+
+
+def _topological_order(root: Tensor) -> List[Tensor]:
+    """The op nodes (not leaves) that `root` depends on, each after all its parents.
+    Iterative: a chain 100,000 ops deep does not hit the recursion limit."""
+    order: List[Tensor] = []
+    seen = set()
+    stack: List[Tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+            continue
+        if id(node) in seen or node.is_leaf:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if node._backward is None:  # freed: backward() reports it
+            continue
+        for parent in node._parents:
+            if parent.requires_grad and not parent.is_leaf and id(parent) not in seen:
+                stack.append((parent, False))
+    return order
+
+
+TensorLike = Union[Tensor, np.ndarray, float, int]
