@@ -15,7 +15,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-MODULES = ["_elementwise", "_linear"]
+MODULES = ["_elementwise", "_linear", "_memory"]
 
 
 def _compiler_accepts(compiler, flags: list[str]) -> bool:
@@ -45,9 +45,11 @@ class BuildExt(build_ext):
             compile_args += ["/O2"]
             openmp = ["/openmp"]
         else:
-            # -fno-math-errno lets GCC vectorize exp() through libmvec; no -ffast-math,
-            # which would break NaN propagation.
-            compile_args += ["-O3", "-fno-math-errno"]
+            # Neither flag changes a result: -fno-math-errno drops errno writes and
+            # -fno-trapping-math lets the compiler turn branches into selects (it then may
+            # compute both sides), which is what lets the sigmoid loops vectorize. No
+            # -ffast-math: it would break NaN and infinity handling.
+            compile_args += ["-O3", "-fno-math-errno", "-fno-trapping-math"]
             openmp = ["-fopenmp"]
             if os.environ.get("CYGRAD_NATIVE") == "1":
                 compile_args.append("-march=native")

@@ -5,12 +5,16 @@ backends/cython.py has already checked dtype, shape, contiguity and overlap, and
 flattened every array, so the loops here trust their arguments.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, fabsf
 from libc.stdlib cimport free, malloc
 
 cdef extern from "_threads.h":
     int cg_openmp_enabled() noexcept nogil
     int cg_default_threads() noexcept nogil
+
+cdef extern from "_sigmoid.h":
+    # The forward's exp, in C so that it vectorizes (see the header).
+    void cg_sigmoid_f(const float* x, float* out, Py_ssize_t n) noexcept nogil
+    void cg_sigmoid_d(const double* x, double* out, Py_ssize_t n) noexcept nogil
 
 ctypedef fused real:
     float
@@ -40,30 +44,32 @@ def set_num_threads(int n) -> None:
     num_threads = n if cg_openmp_enabled() else 1
 
 
-cdef inline real _sigmoid(real x) noexcept nogil:
-    # exp of a non-positive number never overflows: 1/(1+e^-x) for x >= 0,
-    # e^x/(1+e^x) for x < 0, both written with e = exp(-|x|). NaN stays NaN.
-    cdef real e
-    if real is float:
-        e = expf(-fabsf(x))
-    else:
-        e = exp(-fabs(x))
-    return (1 if x >= 0 else e) / (1 + e)
-
-
 cdef inline real _dsigmoid(real g, real y) noexcept nogil:
     return g * y * (1 - y)
 
 
+cdef inline void _sigmoid(const real* x, real* out, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        cg_sigmoid_f(x, out, n)
+    else:
+        cg_sigmoid_d(x, out, n)
+
+
 def sigmoid_forward(const real[::1] x, real[::1] out):
-    cdef Py_ssize_t i, n = x.shape[0]
+    cdef Py_ssize_t n = x.shape[0], chunk, start, c, nchunks
+    if n == 0:
+        return
     if n < PARALLEL_MIN or num_threads == 1:
         with nogil:
-            for i in range(n):
-                out[i] = _sigmoid(x[i])
+            _sigmoid(&x[0], &out[0], n)
     else:
-        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
-            out[i] = _sigmoid(x[i])
+        # One contiguous chunk per thread, so each runs the vectorized loop.
+        nchunks = num_threads
+        chunk = (n + nchunks - 1) // nchunks
+        for c in prange(nchunks, nogil=True, schedule="static", num_threads=num_threads):
+            start = c * chunk
+            if start < n:
+                _sigmoid(&x[start], &out[start], min(chunk, n - start))
 
 
 def sigmoid_backward(const real[::1] g, const real[::1] y, real[::1] out, bint accumulate):

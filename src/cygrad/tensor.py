@@ -80,7 +80,8 @@ class Tensor:
         gradient and recording is on. `backward(g)` receives dL/d(result) and must add
         each parent's gradient through `parent.grad_slot()` or `parent.add_grad()`."""
         out = cls.__new__(cls)
-        out.data = data
+        # NumPy gives a scalar, not a 0-d array, for arithmetic on 0-d arrays
+        out.data = data if type(data) is np.ndarray else np.asarray(data)
         out.grad = None
         out._retains_grad = False
         out._op = op
@@ -169,8 +170,8 @@ class Tensor:
         """Add `value` (of this tensor's shape) into the gradient. `owned`: the caller
         hands the array over (nobody else holds it), so it can become the buffer."""
         if self.grad is None:
-            if owned and value.dtype == self.dtype and value.flags.c_contiguous \
-                    and value.shape == self.shape:
+            if owned and type(value) is np.ndarray and value.dtype == self.dtype \
+                    and value.flags.c_contiguous and value.shape == self.shape:
                 self.grad = value
             else:
                 self.grad = np.array(np.broadcast_to(value, self.shape), dtype=self.dtype,

@@ -11,6 +11,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = FLOAT_DTYPES
+# These checks run on every kernel call, so the common case is a few identity and tuple
+# comparisons; the wording of an error is only worked out once something is wrong.
 
 
 def _describe(a: np.ndarray) -> str:
@@ -18,31 +21,36 @@ def _describe(a: np.ndarray) -> str:
 
 
 def _shape_text(shape: Sequence) -> str:
-    # A shape with a free entry is written like (out_features, 784).
+    # A free entry is a name, written as it is: (out_features, 784).
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _shape_matches(got: tuple, want: Sequence) -> bool:
+    return got == want or (len(got) == len(want) and all(
+        isinstance(w, str) or w == g for g, w in zip(got, want)))
 
 
 def check_array(a: object, name: str, like: Optional[np.ndarray] = None,
                 shape: Optional[Sequence] = None, ndim: Optional[int] = None) -> np.ndarray:
     """`a` must be a float32/float64 ndarray; with `like`, of like's dtype (and shape,
-    unless `shape` is given); with `shape`, of that shape (str entries match anything)."""
+    unless `shape` or `ndim` is given); with `shape`, of that shape (a str entry names a
+    length that can be anything); with `ndim`, of at least that many dimensions."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array of float32 or float64, "
                         f"got {type(a).__name__}")
+    dtype = a.dtype
     if like is None:
-        if a.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: expected float32 or float64, got {a.dtype}")
-        dtype = a.dtype
+        if dtype is not _F32 and dtype is not _F64 and dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected float32 or float64, got {dtype}")
     else:
-        dtype = like.dtype
         if shape is None and ndim is None:
             shape = like.shape
-        if a.dtype != dtype:
-            want = f"{dtype} of shape {_shape_text(shape)}" if shape is not None else str(dtype)
+        if dtype is not like.dtype and dtype != like.dtype:
+            want = f"{like.dtype} of shape {_shape_text(shape)}" if shape is not None \
+                else str(like.dtype)
             raise TypeError(f"{name}: expected {want} (no silent casting), got {_describe(a)}")
     if shape is not None:
-        if a.ndim != len(shape) or any(
-                want != got for want, got in zip(shape, a.shape) if not isinstance(want, str)):
+        if not _shape_matches(a.shape, shape):
             raise ValueError(f"{name}: expected {dtype} of shape {_shape_text(shape)}, "
                              f"got {_describe(a)}")
     elif ndim is not None and a.ndim < ndim:
@@ -55,6 +63,9 @@ def out_array(out: object, name: str, shape: tuple, dtype: np.dtype) -> Optional
     Returns None when none was given (the caller allocates)."""
     if out is None:
         return None
+    if isinstance(out, np.ndarray) and out.dtype is dtype and out.shape == shape \
+            and out.flags.carray:  # carray: C-contiguous, aligned and writable
+        return out
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array of {dtype} of shape "
                         f"{_shape_text(shape)}, got {type(out).__name__}")
@@ -69,45 +80,20 @@ def out_array(out: object, name: str, shape: tuple, dtype: np.dtype) -> Optional
                          f"got a strided {_describe(out)}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: must be writable, got a read-only {_describe(out)}")
+    if not out.flags.aligned:
+        raise ValueError(f"{name}: must be aligned, got an unaligned {_describe(out)}")
     return out
 
 
 def as_rows(a: np.ndarray) -> np.ndarray:
     """View an array of shape (..., n) as a matrix (rows, n): leading axes are batch axes."""
-    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+    return a if a.ndim == 2 else a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def check_flag(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
+    if value is not True and value is not False and not isinstance(value, np.bool_):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
-
-
-def same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    """Are a and b the very same elements in the same order (an in-place call)?"""
-    ia, ib = a.__array_interface__, b.__array_interface__
-    return ia["data"][0] == ib["data"][0] and ia["strides"] == ib["strides"] \
-        and a.shape == b.shape
-
-
-def detach_inputs(inputs: Sequence[Optional[np.ndarray]],
-                  outputs: Sequence[Optional[np.ndarray]],
-                  elementwise: bool = False) -> list:
-    """Inputs read as they were when the call began: an input that overlaps an output is
-    copied first. An element-wise kernel may write over an input that is exactly its
-    output (in place), since each element is read before it is written."""
-    given = [o for o in outputs if o is not None]
-    result = list(inputs)
-    if not given:
-        return result
-    for i, a in enumerate(result):
-        if a is None:
-            continue
-        for o in given:
-            if np.may_share_memory(a, o) and not (elementwise and same_memory(a, o)):
-                result[i] = a.copy()
-                break
-    return result
 
 
 # One check per kernel signature, shared by both backends. Each returns the checked

@@ -12,13 +12,23 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .. import _elementwise, _linear
+from .. import _elementwise, _linear, _memory
 from . import _checks
-from ._checks import as_rows, detach_inputs
+from ._checks import as_rows
 
 Array = np.ndarray
 name = "cython"
 _contiguous = np.ascontiguousarray
+
+
+def detach_inputs(inputs: tuple, outputs: tuple, elementwise: bool = False) -> tuple:
+    """Inputs read as they were when the call began: an input that overlaps an output is
+    copied first. An element-wise kernel may write over an input that is exactly its
+    output (in place), since each element is read before it is written."""
+    mask = _memory.overlapping(inputs, outputs, elementwise)
+    if not mask:
+        return inputs
+    return tuple(a.copy() if mask >> i & 1 else a for i, a in enumerate(inputs))
 
 
 def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
@@ -27,7 +37,7 @@ def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
     if out is None:
         out = np.empty(x.shape, x.dtype)
     else:
-        (x,) = detach_inputs((x,), (out,), elementwise=True)
+        (x,) = detach_inputs((x,), (out,), True)
     _elementwise.sigmoid_forward(_contiguous(x).reshape(-1), out.reshape(-1))
     return out
 
@@ -39,7 +49,7 @@ def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
     if out is None:
         out, accumulate = np.empty(grad_out.shape, grad_out.dtype), False
     else:
-        grad_out, y = detach_inputs((grad_out, y), (out,), elementwise=True)
+        grad_out, y = detach_inputs((grad_out, y), (out,), True)
     _elementwise.sigmoid_backward(_contiguous(grad_out).reshape(-1), _contiguous(y).reshape(-1),
                                   out.reshape(-1), accumulate)
     return out
