@@ -15,6 +15,7 @@ COMMANDS = {
     "info": ("cygrad.runtime", "print version, backend, threads, BLAS"),
     "demo": ("cygrad.demo", "train a small MLP on a generated spiral data set"),
     "bench": ("cygrad.bench", "time cygrad against NumPy (and PyTorch, if installed)"),
+    "explain": ("cygrad.explain", "show the forward and backward pass of an expression"),
 }
 
 
