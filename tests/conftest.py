@@ -1,0 +1,32 @@
+"""Shared fixtures: a seeded generator, and process-wide state put back after every test."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cygrad
+
+SEED = 20240611
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    # A fixed seed: a failure reproduces with the same numbers.
+    return np.random.default_rng(SEED)
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """The active backend and the thread count are process-wide: a test that changes
+    them must not change the tests after it."""
+    backend, threads = cygrad.get_backend(), cygrad.get_num_threads()
+    yield
+    cygrad.set_backend(backend)
+    cygrad.set_num_threads(threads)
+
+
+@pytest.fixture(params=["cython", "reference"])
+def kernels(request):
+    """`cygrad.kernels` running on each backend in turn (restored by the fixture above)."""
+    cygrad.set_backend(request.param)
+    return cygrad.kernels
