@@ -173,10 +173,10 @@ def matmul(a: TensorLike, b: TensorLike) -> Tensor:
             g2 = g.reshape(np.matmul(a2, b2).shape)
             if a.requires_grad:
                 ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
-                _send(a, ga.reshape(a.shape) if a.ndim == 1 else ga, k, owned=True)
+                _send(a, ga[..., 0, :] if a.ndim == 1 else ga, k, owned=True)
             if b.requires_grad:
                 gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
-                _send(b, gb.reshape(b.shape) if b.ndim == 1 else gb, k, owned=True)
+                _send(b, gb[..., 0] if b.ndim == 1 else gb, k, owned=True)
 
     return Tensor.from_op(out, (a, b), backward, "matmul")
 
@@ -312,10 +312,11 @@ def transpose(a: Tensor, *axes: Union[int, Sequence[int]]) -> Tensor:
     if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
         axes = tuple(axes[0])
     perm = tuple(axes) if axes else tuple(reversed(range(a.ndim)))
+    inverse = np.argsort([ax % a.ndim for ax in perm])  # negative axes count from the end
     k = backends.active()
 
     def backward(g: np.ndarray) -> None:
-        _send(a, g.transpose(np.argsort(perm)), k)
+        _send(a, g.transpose(inverse), k)
 
     return Tensor.from_op(a.data.transpose(perm), (a,), backward, "transpose")
 

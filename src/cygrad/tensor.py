@@ -37,16 +37,20 @@ def no_grad() -> Iterator[None]:
 def _as_float_array(data: object, dtype: object = None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
+    try:
+        array = np.asarray(data)
+    except ValueError as exc:  # e.g. a ragged list
+        raise TypeError(f"data: expected a number, list or array of real numbers: {exc}") \
+            from None
+    if array.dtype.kind not in "biuf":  # strings, bytes, complex, objects: no silent parse
+        raise TypeError(f"data: expected a number, list or array of real numbers, "
+                        f"got {type(data).__name__} of dtype {array.dtype}")
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        return np.asarray(data, dtype=dtype)
-    array = np.asarray(data)
+        return array.astype(dtype, copy=False)
     if array.dtype not in _FLOATS:  # ints, bools, float16, ...: float64
-        if array.dtype == object:
-            raise TypeError(f"data: expected a number, list or array of numbers, "
-                            f"got {type(data).__name__}")
         array = array.astype(np.float64)
     return array
 
