@@ -1,12 +1,17 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Matrix-product kernels on BLAS (sgemm/dgemm from scipy.linalg.cython_blas), GIL released.
+"""Matrix-product kernels on BLAS (gemm/gemv from scipy.linalg.cython_blas), GIL released.
 
 Arrays are row-major (C-contiguous) and already checked by backends/cython.py. BLAS is
 column-major; a row-major matrix is the column-major matrix of its transpose, so
 C = op(A) @ op(B) is computed as C^T = op(B)^T @ op(A)^T with the operands swapped.
 `accumulate` is BLAS's beta = 1: the product is added into C without a temporary.
+The bias gradient, a sum over rows, is a matrix-vector product with a vector of ones:
+BLAS's gemv runs it vectorized and threaded, faster than NumPy's sum(0) (measured), and in
+the same thread pool as the products around it, so the two never compete for cores.
 """
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport free, malloc
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 ctypedef fused real:
     float
@@ -37,6 +42,13 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
 
 
+cdef int _blas_int(Py_ssize_t n, str what) except -1:
+    # BLAS takes 32-bit sizes; a larger one would silently wrap around.
+    if n > INT_MAX:
+        raise ValueError(f"{what}: a dimension of {n} exceeds the BLAS limit of {INT_MAX}")
+    return <int>n
+
+
 cdef inline const real* _ptr(const real[:, ::1] a) noexcept nogil:
     # &a[0, 0] is out of bounds for a 0-size array; BLAS never reads it then.
     return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
@@ -50,7 +62,8 @@ def linear_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b
                    real[:, ::1] out):
     """out = x @ w.T (+ b): the bias is written first and the product added with beta = 1.
     `b` may be None."""
-    cdef int batch = x.shape[0], in_features = x.shape[1], out_features = w.shape[0]
+    cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
+    cdef int out_features = _blas_int(w.shape[0], "w")
     cdef Py_ssize_t i, j
     cdef real beta = 0
     cdef bint has_bias = b is not None
@@ -67,7 +80,8 @@ def linear_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b
 def linear_backward(const real[:, ::1] grad_out, const real[:, ::1] x, const real[:, ::1] w,
                     real[:, ::1] grad_x, real[:, ::1] grad_w, bint accumulate):
     """grad_x (+)= grad_out @ w; grad_w (+)= grad_out.T @ x. Either output may be None."""
-    cdef int batch = x.shape[0], in_features = x.shape[1], out_features = w.shape[0]
+    cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
+    cdef int out_features = _blas_int(w.shape[0], "w")
     cdef real beta = 1 if accumulate else 0
     cdef bint need_grad_x = grad_x is not None, need_grad_w = grad_w is not None
     with nogil:
@@ -83,7 +97,8 @@ def matmul_backward(const real[:, ::1] grad_out, const real[:, ::1] a, const rea
                     real[:, ::1] grad_a, real[:, ::1] grad_b, bint accumulate):
     """For out = a @ b: grad_a (+)= grad_out @ b.T; grad_b (+)= a.T @ grad_out.
     Either output may be None."""
-    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    cdef int m = _blas_int(a.shape[0], "a"), k = _blas_int(a.shape[1], "a")
+    cdef int n = _blas_int(b.shape[1], "b")
     cdef real beta = 1 if accumulate else 0
     cdef bint need_grad_a = grad_a is not None, need_grad_b = grad_b is not None
     with nogil:
@@ -91,3 +106,55 @@ def matmul_backward(const real[:, ::1] grad_out, const real[:, ::1] a, const rea
             _gemm(False, True, m, k, n, _ptr(grad_out), _ptr(b), beta, _out_ptr(grad_a))
         if need_grad_b:
             _gemm(True, False, k, n, m, _ptr(a), _ptr(grad_out), beta, _out_ptr(grad_b))
+
+
+cdef void _column_sums(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* out,
+                       bint accumulate) noexcept nogil:
+    """out[j] (+)= sum_i g[i, j], for g too large for BLAS's 32-bit sizes: a plain loop."""
+    cdef Py_ssize_t i, j
+    if not accumulate:
+        for j in range(cols):
+            out[j] = 0
+    for i in range(rows):
+        for j in range(cols):
+            out[j] += g[i * cols + j]
+
+
+def bias_backward(const real[:, ::1] grad_out, real[::1] out, bint accumulate):
+    """out (+)= grad_out.sum(0) = grad_out.T @ ones, on BLAS gemv."""
+    cdef Py_ssize_t rows = grad_out.shape[0], cols = grad_out.shape[1], i, r0
+    cdef int m, n, lda, one = 1
+    cdef real alpha = 1, beta = 1 if accumulate else 0
+    cdef real* ones
+    if cols == 0:
+        return
+    if rows == 0:
+        if not accumulate:
+            out[:] = 0
+        return
+    if cols > INT_MAX:
+        with nogil:
+            _column_sums(&grad_out[0, 0], rows, cols, &out[0], accumulate)
+        return
+    # Rows go in blocks that fit an int; each block after the first adds (beta = 1).
+    n = <int>min(rows, INT_MAX)
+    ones = <real*>malloc(n * sizeof(real))
+    if ones == NULL:
+        raise MemoryError("bias_backward: cannot allocate the vector of ones")
+    m = lda = <int>cols
+    with nogil:
+        for i in range(n):
+            ones[i] = 1
+        r0 = 0
+        while r0 < rows:
+            n = <int>min(rows - r0, INT_MAX)
+            # Row-major grad_out is the column-major (cols x rows) matrix A: out = A @ ones.
+            if real is float:
+                sgemv(b"N", &m, &n, &alpha, <float*>&grad_out[r0, 0], &lda, ones, &one,
+                      &beta, &out[0], &one)
+            else:
+                dgemv(b"N", &m, &n, &alpha, <double*>&grad_out[r0, 0], &lda, ones, &one,
+                      &beta, &out[0], &one)
+            beta = 1
+            r0 += n
+    free(ones)

@@ -38,7 +38,7 @@ def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
         out = np.empty(x.shape, x.dtype)
     else:
         (x,) = detach_inputs((x,), (out,), True)
-    _elementwise.sigmoid_forward(_contiguous(x).reshape(-1), out.reshape(-1))
+    _elementwise.sigmoid_forward(x, out)  # copies a strided x itself
     return out
 
 
@@ -50,8 +50,7 @@ def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
         out, accumulate = np.empty(grad_out.shape, grad_out.dtype), False
     else:
         grad_out, y = detach_inputs((grad_out, y), (out,), True)
-    _elementwise.sigmoid_backward(_contiguous(grad_out).reshape(-1), _contiguous(y).reshape(-1),
-                                  out.reshape(-1), accumulate)
+    _elementwise.sigmoid_backward(grad_out, y, out, accumulate)  # copies strided inputs
     return out
 
 
@@ -63,7 +62,7 @@ def bias_backward(grad_out: Array, out: Optional[Array] = None,
         out, accumulate = np.empty(grad_out.shape[-1:], grad_out.dtype), False
     else:
         (grad_out,) = detach_inputs((grad_out,), (out,))
-    _elementwise.bias_backward(as_rows(_contiguous(grad_out)), out, accumulate)
+    _linear.bias_backward(as_rows(_contiguous(grad_out)), out, accumulate)
     return out
 
 
@@ -105,7 +104,7 @@ def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array]
     _linear.linear_backward(g, as_rows(_contiguous(x)), _contiguous(w),
                             None if grad_x is None else as_rows(grad_x), grad_w, accumulate)
     if grad_b is not None:
-        _elementwise.bias_backward(g, grad_b, accumulate)
+        _linear.bias_backward(g, grad_b, accumulate)
     return grad_x, grad_w, grad_b
 
 
