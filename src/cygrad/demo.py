@@ -12,13 +12,16 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
 from . import backends, nn, optim
 from . import functional as F
 from .tensor import Tensor, no_grad
+
+if TYPE_CHECKING:  # importing cygrad.distributed needs mpi4py
+    from .distributed import World
 
 TARGET_ACCURACY = 0.95
 
@@ -66,13 +69,22 @@ def _objective(model: nn.Module, x: Tensor, y: np.ndarray, lam: float) -> Tuple[
 
 def train(model: nn.Module, X: np.ndarray, y: np.ndarray, steps: int = 500,
           lr: float = 0.02, lam: float = 1e-4, backend: Optional[str] = None,
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, world: Optional["World"] = None) -> TrainResult:
     """Full-batch Adam on cross_entropy(model(X), y) + l2_penalty(parameters, lam), on
-    `backend`'s kernels (None: the active one). `progress` shows a tqdm bar."""
+    `backend`'s kernels (None: the active one). `progress` shows a tqdm bar. With `world`
+    (`cygrad.distributed.init()`), each of its processes computes the gradient of its shard
+    of the batch and the steps, losses and accuracy are those of the full batch."""
     from tqdm import tqdm  # a runtime dependency, needed by this command only
 
     params = model.parameters()
     x = Tensor(np.asarray(X, dtype=params[0].dtype))
+    x_local, y_local, weight = x, y, 1.0
+    if world is not None:
+        from . import distributed
+        distributed.broadcast_parameters(params, comm=world.comm)
+        shard = distributed.DistributedSampler(len(y), world.rank, world.size)
+        x_local, y_local, weight = Tensor(x.data[shard.indices()]), y[shard.indices()], \
+            shard.weight
     optimizer = optim.Adam(params, lr=lr)
     result = TrainResult()
     with backends.use_backend(backend or backends.get_backend()):
@@ -82,14 +94,17 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, steps: int = 500,
                    file=sys.stderr)
         for _ in bar:
             optimizer.zero_grad()
-            logits, loss = _objective(model, x, y, lam)
+            logits, loss = _objective(model, x_local, y_local, lam)
             loss.backward()
+            # accuracy before this step's update: free, from its logits
+            stats = (loss.item(), np.mean(logits.data.argmax(axis=1) == y_local))
+            if world is not None:  # each shard's mean weighted by its share: the batch's
+                distributed.average_gradients(params, weight, comm=world.comm)
+                stats = distributed.global_mean(stats, weight, comm=world.comm)
             optimizer.step()
-            result.losses.append(loss.item())
-            if progress:  # accuracy before this step's update: free, from its logits
-                accuracy = np.mean(logits.data.argmax(axis=1) == y)
-                bar.set_postfix(loss=f"{result.losses[-1]:.4f}", acc=f"{accuracy:.1%}",
-                                refresh=False)
+            result.losses.append(float(stats[0]))
+            if progress:
+                bar.set_postfix(loss=f"{stats[0]:.4f}", acc=f"{stats[1]:.1%}", refresh=False)
         bar.close()
         with no_grad():
             logits, loss = _objective(model, x, y, lam)
@@ -160,6 +175,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="save the decision regions and the loss curve (needs matplotlib)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="split the batch across MPI processes: run under "
+                             "`mpiexec -n N` (needs `pip install cygrad[mpi]`)")
 
 
 def run(args) -> int:
@@ -169,17 +187,30 @@ def run(args) -> int:
               "install it with `pip install matplotlib` (or `pip install cygrad[plot]`)",
               file=sys.stderr)
         return 1
+    world = None
+    if args.distributed:
+        try:
+            from . import distributed
+        except ImportError as exc:
+            print(f"demo: --distributed: {exc}", file=sys.stderr)
+            return 1
+        world = distributed.init()
     X, y = make_spiral(100, 3, seed=args.seed)
     model = build_model(args.hidden, classes=3, dtype=np.dtype(args.dtype), seed=args.seed)
     try:
         result = train(model, X, y, steps=args.steps, lr=args.lr, backend=args.backend,
-                       progress=not args.quiet)
+                       progress=not args.quiet and (world is None or world.rank == 0),
+                       world=world)
     except RuntimeError as exc:  # e.g. --backend cython in a checkout that was not built
         print(f"demo: {exc}", file=sys.stderr)
         return 1
+    if world is not None and world.rank != 0:  # every rank has the result; one reports it
+        return 0 if result.accuracy >= TARGET_ACCURACY else 1
     print(f"final training accuracy: {result.accuracy:.1%} ({len(y)} points, 3 classes)")
     print(f"final loss:              {result.loss:.4f}")
     print(f"backend:                 {result.backend} ({args.dtype})")
+    if world is not None:
+        print(f"processes:               {world.size} (MPI), {len(y)} points split among them")
     print(f"time:                    {result.seconds:.2f} s for {args.steps} steps")
     if plt is not None:
         save_plot(plt, args.plot, model, X, y, result)
