@@ -26,11 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:  # a command whose module is not there yet
-            continue
-        module.add_arguments(command)
+        importlib.import_module(module_name).add_arguments(command)
     args = parser.parse_args(argv)
     return importlib.import_module(args.module).run(args)
 

@@ -83,8 +83,8 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, steps: int = 500,
         from . import distributed
         distributed.broadcast_parameters(params, comm=world.comm)
         shard = distributed.DistributedSampler(len(y), world.rank, world.size)
-        x_local, y_local, weight = Tensor(x.data[shard.indices()]), y[shard.indices()], \
-            shard.weight
+        x_local, y_local = Tensor(x.data[shard.indices()]), y[shard.indices()]
+        weight = shard.weight
     optimizer = optim.Adam(params, lr=lr)
     result = TrainResult()
     with backends.use_backend(backend or backends.get_backend()):
@@ -98,7 +98,7 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, steps: int = 500,
             loss.backward()
             # accuracy before this step's update: free, from its logits
             stats = (loss.item(), np.mean(logits.data.argmax(axis=1) == y_local))
-            if world is not None:  # each shard's mean weighted by its share: the batch's
+            if world is not None:  # the full batch's: each shard's weighted by its share
                 distributed.average_gradients(params, weight, comm=world.comm)
                 stats = distributed.global_mean(stats, weight, comm=world.comm)
             optimizer.step()
