@@ -7,7 +7,7 @@ preallocated outputs with no temporaries where the peer allows. A time is the be
 several loops of calls (`time.perf_counter`; see `best_times`). The ratio is
 peer time / cygrad time: above 1, cygrad is faster.
 
-More cases (an MLP training step, say) are more entries in `CASES`.
+The training-step and recorded-op cases come from bench_training.py.
 """
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import kernels
+from . import bench_training, kernels
 from .backends import get_backend
 from .runtime import get_num_threads
 
 Impls = Dict[str, Callable[[], object]]  # implementation name -> zero-argument call
 Setup = Callable[[np.dtype, Optional[ModuleType]], Impls]  # (dtype, torch or None) -> Impls
-PEERS = ("numpy", "torch")
+PEERS = ("numpy", "torch", "autograd")
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,10 @@ def _matmul_backward(m: int, k: int, n: int) -> Setup:
     return setup
 
 
+def _training_step(batch: int, hidden: int) -> Setup:
+    return lambda dtype, torch: bench_training.training_steps(batch, hidden, dtype)
+
+
 CASES: List[Case] = [
     Case("sigmoid_backward", "1K", _sigmoid_backward(2**10)),
     Case("sigmoid_backward", "64K", _sigmoid_backward(2**16)),
@@ -147,6 +151,10 @@ CASES: List[Case] = [
     Case("linear_backward", "1024x1024x1024", _linear_backward(1024, 1024, 1024), quick=False),
     Case("matmul_backward", "64x784x256", _matmul_backward(64, 784, 256)),
     Case("matmul_backward", "1024x1024x1024", _matmul_backward(1024, 1024, 1024), quick=False),
+    Case("MLP step 784-H-10", "batch 1, H 64", _training_step(1, 64)),
+    Case("MLP step 784-H-10", "batch 64, H 256", _training_step(64, 256)),
+    Case("MLP step 784-H-10", "batch 1024, H 1024", _training_step(1024, 1024), quick=False),
+    Case("recorded mul+sum", "1 element", lambda dtype, torch: bench_training.recorded_op()),
 ]
 
 
@@ -193,8 +201,11 @@ def plot_ratios(results: List[Tuple[Case, Dict[str, float]]], peers: Sequence[st
     right where cygrad is faster, to the left where it is slower."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display needed
 
-    ratios = {p: [times[p] / times["cygrad"] for _, times in results] for p in peers}
-    reach = max(max(max(r), 1 / min(r)) for r in ratios.values()) * 3  # room for labels
+    # a case without a version for some peer gets no bar (NaN) for it
+    ratios = {p: [times.get(p, math.nan) / times["cygrad"] for _, times in results]
+              for p in peers}
+    known = [r for rs in ratios.values() for r in rs if not math.isnan(r)]
+    reach = max(max(known), 1 / min(known)) * 3  # room for labels
     fig = Figure(figsize=(9, 1.5 + 0.45 * len(results) * len(peers)))
     ax = fig.subplots()
     height = 0.8 / len(peers)
@@ -203,7 +214,9 @@ def plot_ratios(results: List[Tuple[Case, Dict[str, float]]], peers: Sequence[st
         ax.barh(rows, [r - 1 for r in ratios[peer]], height, left=1,
                 label=f"{peer} time / cygrad time")
         for row, r in zip(rows, ratios[peer]):
-            ax.text(r, row, f" {r:.2f}x ", va="center", ha="left" if r >= 1 else "right")
+            if not math.isnan(r):
+                ax.text(r, row, f" {r:.2f}x ", va="center",
+                        ha="left" if r >= 1 else "right")
     ax.set_yticks([r + (len(peers) - 1) * height / 2 for r in range(len(results))],
                   [f"{case.name} {case.size}" for case, _ in results])
     ax.invert_yaxis()
@@ -241,15 +254,15 @@ def run(args: argparse.Namespace) -> int:
         import torch
     except ImportError:
         torch = None
-    peers = [p for p in PEERS if p != "torch" or torch is not None]
+    peers = [p for p in PEERS if p == "numpy" or importlib.util.find_spec(p) is not None]
     repeats, min_loop_s, settle_s = (5, 0.01, 0.2) if args.quick else (10, 0.05, 0.3)
     dtype = np.dtype(args.dtype)
     title = (f"cygrad vs {', '.join(peers)}: {dtype}, cygrad backend {get_backend()!r}, "
              f"{get_num_threads()} thread(s)")
     print(f"{title}; best of 2 x {repeats} loops; ratio = peer time / cygrad time "
           "(> 1: cygrad faster)")
-    if torch is None:
-        print("(PyTorch not installed: pip install torch to compare with it)")
+    for missing in sorted(set(PEERS) - set(peers)):
+        print(f"({missing} not installed: pip install {missing} to compare with it)")
     print(_row(["case", "size", "cygrad"] + [h for p in peers for h in (p, f"{p}/cygrad")]))
     results = []
     for case in CASES:
@@ -257,8 +270,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         times = best_times(case.setup(dtype, torch), repeats, min_loop_s, settle_s)
         cells = [case.name, case.size, _format_time(times["cygrad"])]
-        for peer in peers:
-            cells += [_format_time(times[peer]), f"{times[peer] / times['cygrad']:.2f}x"]
+        for peer in peers:  # a peer a case has no version for gets a dash
+            cells += ([_format_time(times[peer]), f"{times[peer] / times['cygrad']:.2f}x"]
+                      if peer in times else ["-", "-"])
         print(_row(cells), flush=True)
         results.append((case, times))
     if args.plot:
