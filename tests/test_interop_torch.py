@@ -268,13 +268,6 @@ def test_modules_fall_back_under_autocast_and_for_mixed_dtypes(calls):
     assert not calls
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_converted_model_runs_on_cuda(calls):
-    model = cygradify(_mlp()).cuda()
-    model(torch.randn(8, 20, device="cuda")).sum().backward()
-    assert not calls and model[0].weight.grad.is_cuda
-
-
 @pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 def test_captured_graphs_hold_pytorchs_ops():
     model, x = cygradify(_mlp()), torch.randn(4, 20)
