@@ -108,7 +108,7 @@ cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t 
             out[i] = _dsigmoid(g[i], y[i]) + (out[i] if accumulate else 0)
 
 
-def sigmoid_forward(cnp.ndarray x, cnp.ndarray out):
+def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):
     """out = sigmoid(x), element-wise; one dtype and size; out C-contiguous."""
     cdef int t = _float_type(x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
@@ -123,7 +123,8 @@ def sigmoid_forward(cnp.ndarray x, cnp.ndarray out):
                              <double*>cnp.PyArray_DATA(out), n)
 
 
-def sigmoid_backward(cnp.ndarray g, cnp.ndarray y, cnp.ndarray out, bint accumulate):
+def sigmoid_backward(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray out not None,
+                     bint accumulate):
     """out (+)= g * y * (1 - y), element-wise; one dtype and size; out C-contiguous."""
     cdef int t = _float_type(g)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g)

@@ -78,6 +78,16 @@ cdef int _blas_int(Py_ssize_t n, str what) except -1:
     return <int>n
 
 
+cdef int _expect(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
+                 Py_ssize_t want_cols, str name) except -1:
+    # backends/cython.py checks shapes with friendly messages; this keeps a direct call to
+    # this module from writing out of bounds.
+    if rows != want_rows or cols != want_cols:
+        raise ValueError(f"{name}: expected shape ({want_rows}, {want_cols}), "
+                         f"got ({rows}, {cols})")
+    return 0
+
+
 cdef inline const real* _ptr(const real[:, ::1] a) noexcept nogil:
     # &a[0, 0] is out of bounds for a 0-size array; BLAS never reads it then.
     return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
@@ -87,8 +97,8 @@ cdef inline real* _out_ptr(real[:, ::1] a) noexcept nogil:
     return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
 
 
-def linear_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b,
-                   real[:, ::1] out):
+def linear_forward(const real[:, ::1] x not None, const real[:, ::1] w not None,
+                   const real[::1] b, real[:, ::1] out not None):
     """out = x @ w.T (+ b): the bias is written first and the product added with beta = 1.
     `b` may be None."""
     cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
@@ -96,6 +106,10 @@ def linear_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b
     cdef Py_ssize_t i, j
     cdef real beta = 0
     cdef bint has_bias = b is not None
+    _expect(w.shape[0], w.shape[1], out_features, in_features, "w")
+    _expect(out.shape[0], out.shape[1], batch, out_features, "out")
+    if has_bias:
+        _expect(b.shape[0], 1, out_features, 1, "b")
     with nogil:
         if has_bias:
             beta = 1
@@ -106,13 +120,20 @@ def linear_forward(const real[:, ::1] x, const real[:, ::1] w, const real[::1] b
               _out_ptr(out))
 
 
-def linear_backward(const real[:, ::1] grad_out, const real[:, ::1] x, const real[:, ::1] w,
-                    real[:, ::1] grad_x, real[:, ::1] grad_w, bint accumulate):
+def linear_backward(const real[:, ::1] grad_out not None, const real[:, ::1] x not None,
+                    const real[:, ::1] w not None, real[:, ::1] grad_x, real[:, ::1] grad_w,
+                    bint accumulate):
     """grad_x (+)= grad_out @ w; grad_w (+)= grad_out.T @ x. Either output may be None."""
     cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
     cdef int out_features = _blas_int(w.shape[0], "w")
     cdef real beta = 1 if accumulate else 0
     cdef bint need_grad_x = grad_x is not None, need_grad_w = grad_w is not None
+    _expect(w.shape[0], w.shape[1], out_features, in_features, "w")
+    _expect(grad_out.shape[0], grad_out.shape[1], batch, out_features, "grad_out")
+    if need_grad_x:
+        _expect(grad_x.shape[0], grad_x.shape[1], batch, in_features, "grad_x")
+    if need_grad_w:
+        _expect(grad_w.shape[0], grad_w.shape[1], out_features, in_features, "grad_w")
     with nogil:
         if need_grad_x:
             _gemm(False, False, batch, in_features, out_features, _ptr(grad_out), _ptr(w),
@@ -122,14 +143,21 @@ def linear_backward(const real[:, ::1] grad_out, const real[:, ::1] x, const rea
                   beta, _out_ptr(grad_w))
 
 
-def matmul_backward(const real[:, ::1] grad_out, const real[:, ::1] a, const real[:, ::1] b,
-                    real[:, ::1] grad_a, real[:, ::1] grad_b, bint accumulate):
+def matmul_backward(const real[:, ::1] grad_out not None, const real[:, ::1] a not None,
+                    const real[:, ::1] b not None, real[:, ::1] grad_a, real[:, ::1] grad_b,
+                    bint accumulate):
     """For out = a @ b: grad_a (+)= grad_out @ b.T; grad_b (+)= a.T @ grad_out.
     Either output may be None."""
     cdef int m = _blas_int(a.shape[0], "a"), k = _blas_int(a.shape[1], "a")
     cdef int n = _blas_int(b.shape[1], "b")
     cdef real beta = 1 if accumulate else 0
     cdef bint need_grad_a = grad_a is not None, need_grad_b = grad_b is not None
+    _expect(b.shape[0], b.shape[1], k, n, "b")
+    _expect(grad_out.shape[0], grad_out.shape[1], m, n, "grad_out")
+    if need_grad_a:
+        _expect(grad_a.shape[0], grad_a.shape[1], m, k, "grad_a")
+    if need_grad_b:
+        _expect(grad_b.shape[0], grad_b.shape[1], k, n, "grad_b")
     with nogil:
         if need_grad_a:
             _gemm(False, True, m, k, n, _ptr(grad_out), _ptr(b), beta, _out_ptr(grad_a))
@@ -149,9 +177,11 @@ cdef void _column_sums(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* ou
             out[j] += g[i * cols + j]
 
 
-def bias_backward(const real[:, ::1] grad_out, real[::1] out, bint accumulate):
+def bias_backward(const real[:, ::1] grad_out not None, real[::1] out not None,
+                  bint accumulate):
     """out (+)= grad_out.sum(0) = grad_out.T @ ones, on BLAS gemv."""
     cdef Py_ssize_t rows = grad_out.shape[0], cols = grad_out.shape[1], i, r0
+    _expect(out.shape[0], 1, cols, 1, "out")
     cdef int m, n, lda, one = 1
     cdef real alpha = 1, beta = 1 if accumulate else 0
     cdef real* ones

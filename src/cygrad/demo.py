@@ -204,6 +204,9 @@ def run(args) -> int:
     except RuntimeError as exc:  # e.g. --backend cython in a checkout that was not built
         print(f"demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: a short word, no traceback; 128 + SIGINT, as shells do
+        print("\ndemo: interrupted", file=sys.stderr)
+        return 130
     if world is not None and world.rank != 0:  # every rank has the result; one reports it
         return 0 if result.accuracy >= TARGET_ACCURACY else 1
     print(f"final training accuracy: {result.accuracy:.1%} ({len(y)} points, 3 classes)")

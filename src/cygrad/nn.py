@@ -23,20 +23,19 @@ class Module:
     def parameters(self) -> List[Tensor]:
         found: List[Tensor] = []
         seen = set()
-
-        def visit(value: object) -> None:
+        # An explicit stack, not a recursive closure: a closure that calls itself is a
+        # reference cycle, left for the garbage collector on every call.
+        stack: List[object] = [self]
+        while stack:
+            value = stack.pop()
             if isinstance(value, Tensor):
                 if value.requires_grad and id(value) not in seen:
                     seen.add(id(value))
                     found.append(value)
             elif isinstance(value, Module):
-                for item in vars(value).values():
-                    visit(item)
+                stack.extend(reversed(list(vars(value).values())))
             elif isinstance(value, (list, tuple)):
-                for item in value:
-                    visit(item)
-
-        visit(self)
+                stack.extend(reversed(value))
         return found
 
     def zero_grad(self) -> None:
