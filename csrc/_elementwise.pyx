@@ -20,6 +20,10 @@ cdef extern from "_sigmoid.h":
     # The forward's exp, in C so that it vectorizes (see the header).
     void cg_sigmoid_f(const float* x, float* out, Py_ssize_t n) noexcept nogil
     void cg_sigmoid_d(const double* x, double* out, Py_ssize_t n) noexcept nogil
+    void cg_sigmoid_backward_f(const float* g, const float* y, float* out, Py_ssize_t n,
+                               int accumulate) noexcept nogil
+    void cg_sigmoid_backward_d(const double* g, const double* y, double* out, Py_ssize_t n,
+                               int accumulate) noexcept nogil
 
 ctypedef fused real:
     float
@@ -79,6 +83,14 @@ cdef inline void _sigmoid_chunk(const real* x, real* out, Py_ssize_t n) noexcept
         cg_sigmoid_d(x, out, n)
 
 
+cdef inline void _dsigmoid_chunk(const real* g, const real* y, real* out, Py_ssize_t n,
+                                 bint accumulate) noexcept nogil:
+    if real is float:
+        cg_sigmoid_backward_f(g, y, out, n, accumulate)
+    else:
+        cg_sigmoid_backward_d(g, y, out, n, accumulate)
+
+
 cdef void _sigmoid_forward(const real* x, real* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t chunk, start, c, nchunks
     if n < PARALLEL_MIN or num_threads == 1:
@@ -93,19 +105,19 @@ cdef void _sigmoid_forward(const real* x, real* out, Py_ssize_t n) noexcept nogi
                 _sigmoid_chunk(x + start, out + start, min(chunk, n - start))
 
 
-cdef inline real _dsigmoid(real g, real y) noexcept nogil:
-    return g * y * (1 - y)
-
-
 cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t n,
                             bint accumulate) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t chunk, start, c, nchunks
     if n < PARALLEL_MIN or num_threads == 1:
-        for i in range(n):
-            out[i] = _dsigmoid(g[i], y[i]) + (out[i] if accumulate else 0)
+        _dsigmoid_chunk(g, y, out, n, accumulate)
     else:
-        for i in prange(n, schedule="static", num_threads=num_threads):
-            out[i] = _dsigmoid(g[i], y[i]) + (out[i] if accumulate else 0)
+        nchunks = num_threads
+        chunk = (n + nchunks - 1) // nchunks
+        for c in prange(nchunks, schedule="static", num_threads=num_threads):
+            start = c * chunk
+            if start < n:
+                _dsigmoid_chunk(g + start, y + start, out + start, min(chunk, n - start),
+                                accumulate)
 
 
 def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):
