@@ -235,20 +235,21 @@ def _topological_order(root: Tensor) -> List[Tensor]:
     order: List[Tensor] = []
     seen = set()
     stack: List[Tuple[Tensor, bool]] = [(root, False)]
+    push, pop = stack.append, stack.pop  # this loop runs once per op of every backward
     while stack:
-        node, parents_done = stack.pop()
+        node, parents_done = pop()
         if parents_done:
             order.append(node)
             continue
-        if id(node) in seen or node.is_leaf:
+        if not node._op or id(node) in seen:  # a leaf, or visited already
             continue
         seen.add(id(node))
-        stack.append((node, True))
+        push((node, True))
         if node._backward is None:  # freed: backward() reports it
             continue
         for parent in node._parents:
-            if parent.requires_grad and not parent.is_leaf and id(parent) not in seen:
-                stack.append((parent, False))
+            if parent.requires_grad and parent._op and id(parent) not in seen:
+                push((parent, False))
     return order
 
 

@@ -26,8 +26,14 @@ def _shape_text(shape: Sequence) -> str:
 
 
 def _shape_matches(got: tuple, want: Sequence) -> bool:
-    return got == want or (len(got) == len(want) and all(
-        isinstance(w, str) or w == g for g, w in zip(got, want)))
+    if got == want:
+        return True
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want):  # a plain loop: this runs on every linear call
+        if g != w and w.__class__ is not str:
+            return False
+    return True
 
 
 def check_array(a: object, name: str, like: Optional[np.ndarray] = None,
