@@ -29,8 +29,12 @@ ctypedef fused real:
     float
     double
 
-# Below ~32K elements, starting threads costs more than the loop (measured).
-cdef Py_ssize_t PARALLEL_MIN = 32768
+# Below this many elements one thread is faster. Waking a sleeping OpenMP team costs
+# ~10-20 us (measured), and inside a training step the team has always gone to sleep
+# during the matrix products in between: 64K elements took 6 us on one thread, 17-30 us on
+# two after an idle millisecond; at 256K the two are even.
+cdef Py_ssize_t PARALLEL_MIN = 262144
+parallel_min = PARALLEL_MIN  # for the tests, which check both sides of it
 
 # Threads for the parallel loops. Kept here rather than in OpenMP's per-thread state,
 # so a count set from one Python thread applies to kernels called from any thread.

@@ -33,8 +33,8 @@ FUZZ = settings(max_examples=100, deadline=None, database=None,
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 SPECIALS = [math.nan, math.inf, -math.inf]
-# Shapes with more than 32768 elements: the compiled loops run threaded there.
-THREADED_SHAPES = [(40000,), (3, 11000), (181, 191)]
+# Shapes with more elements than the compiled loops' threading threshold (262144).
+THREADED_SHAPES = [(270000,), (3, 90000), (521, 521)]
 KERNELS = ["sigmoid_forward", "sigmoid_backward", "bias_backward", "linear_forward",
            "linear_backward", "matmul_backward"]
 OUTPUTS = {"sigmoid_forward": ("out",), "sigmoid_backward": ("out",),
@@ -375,7 +375,7 @@ def _snapshot(a: Optional[np.ndarray]) -> Optional[bytes]:
 def _record_events(case: Case, inputs: dict, outputs: dict) -> None:
     """What the case exercises (shown by pytest --hypothesis-show-statistics)."""
     arrays = [a for a in list(inputs.values()) + list(outputs.values()) if a is not None]
-    if any(a.size > 32768 for a in arrays):
+    if any(a.size > 262144 for a in arrays):
         event("threaded size")
     if any(a.size == 0 for a in arrays):
         event("0-size array")

@@ -69,7 +69,7 @@ def check_result(got, out, want, dtype, terms: int = 1) -> None:
 # ---------------------------------------------------------------------------- sigmoid
 
 ELEMENTWISE_SHAPES = [(), (0,), (1,), (7,), (0, 5), (1, 513), (513, 1), (64, 256), (3, 5, 33),
-                      (257, 513), (300, 300)]  # the last two run threaded (> 32768 elements)
+                      (257, 513), (520, 520)]  # the last one runs threaded (> PARALLEL_MIN)
 
 
 @pytest.mark.parametrize("with_out", [False, True], ids=["new", "overwrite"])
@@ -364,7 +364,7 @@ def test_non_contiguous_inputs(kernel, dtype, layout, backend, rng):
 # reference computed on copies, where nothing aliases.
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape", [(7,), (37, 23), (300, 300)], ids=shape_id)
+@pytest.mark.parametrize("shape", [(7,), (37, 23), (520, 520)], ids=shape_id)
 def test_sigmoid_forward_in_place(shape, backend, rng):
     x = uniform(rng, shape, np.float32, -12, 12)
     want = reference.sigmoid_forward(x.copy())
@@ -376,7 +376,7 @@ def test_sigmoid_forward_in_place(shape, backend, rng):
 @pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
 @pytest.mark.parametrize("target", ["grad_out", "y"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape", [(7,), (37, 23), (300, 300)], ids=shape_id)
+@pytest.mark.parametrize("shape", [(7,), (37, 23), (520, 520)], ids=shape_id)
 def test_sigmoid_backward_in_place(shape, backend, target, accumulate, rng):
     g, y = uniform(rng, shape, np.float64), uniform(rng, shape, np.float64, 0, 1)
     out = g if target == "grad_out" else y
@@ -388,7 +388,7 @@ def test_sigmoid_backward_in_place(shape, backend, target, accumulate, rng):
 
 @pytest.mark.parametrize("shift", ["out-ahead", "out-behind"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("n", [7, 40000], ids=["n7", "n40000-threaded"])
+@pytest.mark.parametrize("n", [7, 270000], ids=["n7", "n270000-threaded"])
 def test_sigmoid_backward_shifted_overlap(n, backend, shift, rng):
     # out and grad_out are the same buffer one element apart: an element written early
     # must not be read later as an input.
@@ -554,3 +554,9 @@ def test_tall_bias_backward_with_threads(shape, threads, dtype, rng):
     np.testing.assert_array_equal(parallel[2], serial[2])
     np.testing.assert_allclose(parallel[1], serial[1], **tol(dtype, rows_of(shape)))
     np.testing.assert_array_equal(again, parallel[1])
+
+
+def test_threaded_shapes_are_above_the_threshold():
+    from cygrad import _elementwise
+    assert 520 * 520 > _elementwise.parallel_min and 270000 > _elementwise.parallel_min
+    assert 257 * 513 < _elementwise.parallel_min  # and one just below it, serial

@@ -209,7 +209,7 @@ THREAD_COUNT = """
     def os_threads():
         return len(os.listdir("/proc/self/task"))
 
-    a = np.zeros(1 << 20, np.float32)  # > 32768 elements: the loop runs in parallel
+    a = np.zeros(1 << 20, np.float32)  # > 262144 elements: the loop runs in parallel
     report = dict(initial=cg.get_num_threads(), openmp=cg.runtime.info()["OpenMP"])
     base = os_threads()
     if {set_first}:
