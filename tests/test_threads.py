@@ -267,7 +267,9 @@ def test_set_num_threads_is_respected():
     assert report["initial"] == len(os.sched_getaffinity(0))  # OpenMP's default: the cores
     assert report["new after a call"] == 0
     assert report["new after a call with 3"] == 2
-    assert report["new in a thread with 4"] == 3
+    # A team of 4 needs at least 3 more threads; whether libgomp also keeps an extra one
+    # for the new Python thread is its own business (seen on Python 3.9).
+    assert report["new in a thread with 4"] >= 3
     assert report["seen in the thread"] == report["seen after the thread"] == 4
 
 
