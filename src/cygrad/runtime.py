@@ -16,7 +16,7 @@ def _compiled():
 
 
 def get_num_threads() -> int:
-    """Threads the compiled element-wise and reduction loops use (1 without OpenMP)."""
+    """Threads the compiled element-wise loops use (1 without OpenMP); BLAS has its own."""
     module = _compiled()
     return module.get_num_threads() if module else 1
 
