@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Matrix-product kernels on BLAS (gemm/gemv from scipy.linalg.cython_blas), GIL released.
+"""Matrix-product kernels on BLAS (gemm/gemv), GIL released.
 
 Arrays are row-major (C-contiguous) and already checked by backends/cython.py. BLAS is
 column-major; a row-major matrix is the column-major matrix of its transpose, so
@@ -8,42 +8,146 @@ C = op(A) @ op(B) is computed as C^T = op(B)^T @ op(A)^T with the operands swapp
 The bias gradient, a sum over rows, is a matrix-vector product with a vector of ones:
 BLAS's gemv runs it vectorized and threaded, faster than NumPy's sum(0) (measured), and in
 the same thread pool as the products around it, so the two never compete for cores.
+
+Which BLAS: backends/_blas.py hands `use_blas` the addresses of NumPy's own OpenBLAS
+routines (64-bit sizes) when it finds them, so cygrad and NumPy share one library and one
+thread pool. Until then, and as the fallback, the routines are SciPy's, from
+scipy.linalg.cython_blas (32-bit sizes; larger ones raise ValueError).
 """
 from libc.limits cimport INT_MAX
+from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
+
+cimport numpy as cnp
+
+cnp.import_array()
 
 ctypedef fused real:
     float
     double
 
+# Sizes travel as 64-bit ints; the SciPy routines take 32-bit ones, and `_blas_max` keeps
+# every size within what the routines in use accept.
+ctypedef int64_t blasint
 
-cdef inline void _gemv(bint row_major_is_rows, int k, int n, int ld, const real* mat,
+# The Fortran BLAS interface with 64-bit integers (OpenBLAS built with INTERFACE64).
+ctypedef void (*sgemm_t)(const char*, const char*, const blasint*, const blasint*,
+                         const blasint*, const float*, const float*, const blasint*,
+                         const float*, const blasint*, const float*, float*,
+                         const blasint*) noexcept nogil
+ctypedef void (*dgemm_t)(const char*, const char*, const blasint*, const blasint*,
+                         const blasint*, const double*, const double*, const blasint*,
+                         const double*, const blasint*, const double*, double*,
+                         const blasint*) noexcept nogil
+ctypedef void (*sgemv_t)(const char*, const blasint*, const blasint*, const float*,
+                         const float*, const blasint*, const float*, const blasint*,
+                         const float*, float*, const blasint*) noexcept nogil
+ctypedef void (*dgemv_t)(const char*, const blasint*, const blasint*, const double*,
+                         const double*, const blasint*, const double*, const blasint*,
+                         const double*, double*, const blasint*) noexcept nogil
+
+
+# SciPy's 32-bit routines behind the 64-bit signatures (sizes already checked to fit).
+cdef void _scipy_sgemm(const char* ta, const char* tb, const blasint* m, const blasint* n,
+                       const blasint* k, const float* alpha, const float* a,
+                       const blasint* lda, const float* b, const blasint* ldb,
+                       const float* beta, float* c, const blasint* ldc) noexcept nogil:
+    cdef int m_ = <int>m[0], n_ = <int>n[0], k_ = <int>k[0]
+    cdef int lda_ = <int>lda[0], ldb_ = <int>ldb[0], ldc_ = <int>ldc[0]
+    sgemm(<char*>ta, <char*>tb, &m_, &n_, &k_, <float*>alpha, <float*>a, &lda_,
+          <float*>b, &ldb_, <float*>beta, c, &ldc_)
+
+
+cdef void _scipy_dgemm(const char* ta, const char* tb, const blasint* m, const blasint* n,
+                       const blasint* k, const double* alpha, const double* a,
+                       const blasint* lda, const double* b, const blasint* ldb,
+                       const double* beta, double* c, const blasint* ldc) noexcept nogil:
+    cdef int m_ = <int>m[0], n_ = <int>n[0], k_ = <int>k[0]
+    cdef int lda_ = <int>lda[0], ldb_ = <int>ldb[0], ldc_ = <int>ldc[0]
+    dgemm(<char*>ta, <char*>tb, &m_, &n_, &k_, <double*>alpha, <double*>a, &lda_,
+          <double*>b, &ldb_, <double*>beta, c, &ldc_)
+
+
+cdef void _scipy_sgemv(const char* t, const blasint* m, const blasint* n, const float* alpha,
+                       const float* a, const blasint* lda, const float* x,
+                       const blasint* incx, const float* beta, float* y,
+                       const blasint* incy) noexcept nogil:
+    cdef int m_ = <int>m[0], n_ = <int>n[0], lda_ = <int>lda[0]
+    cdef int incx_ = <int>incx[0], incy_ = <int>incy[0]
+    sgemv(<char*>t, &m_, &n_, <float*>alpha, <float*>a, &lda_, <float*>x, &incx_,
+          <float*>beta, y, &incy_)
+
+
+cdef void _scipy_dgemv(const char* t, const blasint* m, const blasint* n,
+                       const double* alpha, const double* a, const blasint* lda,
+                       const double* x, const blasint* incx, const double* beta, double* y,
+                       const blasint* incy) noexcept nogil:
+    cdef int m_ = <int>m[0], n_ = <int>n[0], lda_ = <int>lda[0]
+    cdef int incx_ = <int>incx[0], incy_ = <int>incy[0]
+    dgemv(<char*>t, &m_, &n_, <double*>alpha, <double*>a, &lda_, <double*>x, &incx_,
+          <double*>beta, y, &incy_)
+
+
+cdef sgemm_t _sgemm = _scipy_sgemm
+cdef dgemm_t _dgemm = _scipy_dgemm
+cdef sgemv_t _sgemv = _scipy_sgemv
+cdef dgemv_t _dgemv = _scipy_dgemv
+cdef blasint _blas_max = INT_MAX
+cdef str _blas_name = "scipy"
+
+
+def use_blas(str name, addresses=None):
+    """Route every product through the BLAS `name`: "scipy" (the built-in fallback), or any
+    other name with `addresses`, the integer addresses of its 64-bit-integer Fortran
+    routines (sgemm, dgemm, sgemv, dgemv), which must stay loaded. Not while kernels run."""
+    global _sgemm, _dgemm, _sgemv, _dgemv, _blas_max, _blas_name
+    if name == "scipy":
+        _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
+        _blas_max, _blas_name = INT_MAX, name
+        return
+    if addresses is None or len(addresses) != 4 or not all(
+            isinstance(p, int) and p > 0 for p in addresses):
+        raise ValueError("addresses: expected four nonzero int addresses "
+                         "(sgemm, dgemm, sgemv, dgemv)")
+    _sgemm = <sgemm_t><size_t>addresses[0]
+    _dgemm = <dgemm_t><size_t>addresses[1]
+    _sgemv = <sgemv_t><size_t>addresses[2]
+    _dgemv = <dgemv_t><size_t>addresses[3]
+    _blas_max, _blas_name = INT64_MAX, name
+
+
+def blas_in_use():
+    """(name, largest size it takes) of the BLAS the products call."""
+    return _blas_name, _blas_max
+
+
+cdef inline void _gemv(bint row_major_is_rows, blasint k, blasint n, blasint ld, const real* mat,
                        const real* vec, real* c) noexcept nogil:
     """c (n) += M @ vec (k), where the stored row-major matrix is M (n x k) when
     `row_major_is_rows`, else M^T (k x n)."""
     # Row-major (n x k) is column-major (k x n), to be transposed; row-major (k x n) is
     # column-major (n x k), used as it is.
     cdef char t = b'T' if row_major_is_rows else b'N'
-    cdef int rows = k if row_major_is_rows else n
-    cdef int cols = n if row_major_is_rows else k
-    cdef int one = 1
+    cdef blasint rows = k if row_major_is_rows else n
+    cdef blasint cols = n if row_major_is_rows else k
+    cdef blasint one = 1
     cdef real alpha = 1, beta = 1
     if real is float:
-        sgemv(&t, &rows, &cols, &alpha, <float*>mat, &ld, <float*>vec, &one, &beta, c, &one)
+        _sgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
     else:
-        dgemv(&t, &rows, &cols, &alpha, <double*>mat, &ld, <double*>vec, &one, &beta, c, &one)
+        _dgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
 
 
-cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
+cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint k,
                        const real* a, const real* b, real beta, real* c) noexcept nogil:
     """Row-major C (m x n) = op(A) (m x k) @ op(B) (k x n) + beta * C."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     # Leading dimensions of the stored (row-major) arrays; BLAS wants them >= 1.
-    cdef int lda = max(1, m if trans_a else k)
-    cdef int ldb = max(1, k if trans_b else n)
-    cdef int ldc = max(1, n)
+    cdef blasint lda = max(1, m if trans_a else k)
+    cdef blasint ldb = max(1, k if trans_b else n)
+    cdef blasint ldc = max(1, n)
     cdef real alpha = 1
     cdef Py_ssize_t i
     if m == 0 or n == 0:
@@ -66,108 +170,192 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
     if real is float:
-        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
+        _sgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
-        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+        _dgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
 
 
-cdef int _blas_int(Py_ssize_t n, str what) except -1:
-    # BLAS takes 32-bit sizes; a larger one would silently wrap around.
-    if n > INT_MAX:
-        raise ValueError(f"{what}: a dimension of {n} exceeds the BLAS limit of {INT_MAX}")
-    return <int>n
+cdef blasint _blas_int(Py_ssize_t n, str what) except -1:
+    # SciPy's BLAS takes 32-bit sizes; a larger one would silently wrap around.
+    if n > _blas_max:
+        raise ValueError(f"{what}: a dimension of {n} exceeds the BLAS limit of {_blas_max}")
+    return <blasint>n
 
 
-cdef int _expect(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
-                 Py_ssize_t want_cols, str name) except -1:
-    # backends/cython.py checks shapes with friendly messages; this keeps a direct call to
-    # this module from writing out of bounds.
-    if rows != want_rows or cols != want_cols:
-        raise ValueError(f"{name}: expected shape ({want_rows}, {want_cols}), "
-                         f"got ({rows}, {cols})")
+# The functions below take ndarrays rather than typed memoryviews: acquiring a memoryview
+# costs ~0.5 us per array, more than a batch-1 product. backends/cython.py has already
+# given the friendly errors and made inputs contiguous; these checks keep a direct call
+# to this module from reading or writing out of bounds.
+
+cdef int _float_type(object a, str name) except -1:
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name}: expected a float32 or float64 ndarray, got "
+                        f"{type(a).__name__}")
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError(f"{name}: expected a float32 or float64 ndarray")
+    return t
+
+
+cdef int _check(object a, int typenum, int ndim, bint writable, str name) except -1:
+    """`a` is an ndarray of dtype `typenum` and `ndim` dimensions, C-contiguous and
+    aligned (and writable when it is written)."""
+    if _float_type(a, name) != typenum:
+        raise TypeError(f"{name}: arrays differ in dtype")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimension(s), got {cnp.PyArray_NDIM(arr)}")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        raise ValueError(f"{name}: expected a C-contiguous, aligned array")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: expected a writable array")
     return 0
 
 
-cdef inline const real* _ptr(const real[:, ::1] a) noexcept nogil:
-    # &a[0, 0] is out of bounds for a 0-size array; BLAS never reads it then.
-    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+cdef int _expect(cnp.ndarray a, Py_ssize_t want_rows, Py_ssize_t want_cols,
+                 str name) except -1:
+    cdef Py_ssize_t rows = cnp.PyArray_DIM(a, 0)
+    cdef Py_ssize_t cols = cnp.PyArray_DIM(a, 1) if cnp.PyArray_NDIM(a) > 1 else 1
+    if rows != want_rows or cols != want_cols:
+        raise ValueError(f"{name}: expected shape ({want_rows}, {want_cols}), "
+                         f"got {(<object>a).shape}")
+    return 0
 
 
-cdef inline real* _out_ptr(real[:, ::1] a) noexcept nogil:
-    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+cdef inline void* _data(object a) noexcept:
+    """The first element of an ndarray, or NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def linear_forward(const real[:, ::1] x not None, const real[:, ::1] w not None,
-                   const real[::1] b, real[:, ::1] out not None):
+cdef void _fill_rows(real* out, const real* b, Py_ssize_t rows,
+                     Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            out[i * cols + j] = b[j]
+
+
+def linear_forward(cnp.ndarray x not None, cnp.ndarray w not None, object b,
+                   cnp.ndarray out not None):
     """out = x @ w.T (+ b): the bias is written first and the product added with beta = 1.
     `b` may be None."""
-    cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
-    cdef int out_features = _blas_int(w.shape[0], "w")
-    cdef Py_ssize_t i, j
-    cdef real beta = 0
+    cdef int t = _float_type(x, "x")
+    _check(x, t, 2, False, "x")
+    _check(w, t, 2, False, "w")
+    _check(out, t, 2, True, "out")
+    cdef blasint batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
+    cdef blasint out_features = _blas_int(w.shape[0], "w")
     cdef bint has_bias = b is not None
-    _expect(w.shape[0], w.shape[1], out_features, in_features, "w")
-    _expect(out.shape[0], out.shape[1], batch, out_features, "out")
+    _expect(w, out_features, in_features, "w")
+    _expect(out, batch, out_features, "out")
     if has_bias:
-        _expect(b.shape[0], 1, out_features, 1, "b")
+        _check(b, t, 1, False, "b")
+        _expect(b, out_features, 1, "b")
+    cdef void* xp = _data(x)
+    cdef void* wp = _data(w)
+    cdef void* bp = _data(b)
+    cdef void* op = _data(out)
     with nogil:
-        if has_bias:
-            beta = 1
-            for i in range(batch):
-                for j in range(out_features):
-                    out[i, j] = b[j]
-        _gemm(False, True, batch, out_features, in_features, _ptr(x), _ptr(w), beta,
-              _out_ptr(out))
+        if t == cnp.NPY_FLOAT32:
+            if has_bias:
+                _fill_rows(<float*>op, <const float*>bp, batch, out_features)
+            _gemm(False, True, batch, out_features, in_features, <const float*>xp,
+                  <const float*>wp, <float>has_bias, <float*>op)
+        else:
+            if has_bias:
+                _fill_rows(<double*>op, <const double*>bp, batch, out_features)
+            _gemm(False, True, batch, out_features, in_features, <const double*>xp,
+                  <const double*>wp, <double>has_bias, <double*>op)
 
 
-def linear_backward(const real[:, ::1] grad_out not None, const real[:, ::1] x not None,
-                    const real[:, ::1] w not None, real[:, ::1] grad_x, real[:, ::1] grad_w,
-                    bint accumulate):
+def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
+                    cnp.ndarray w not None, object grad_x, object grad_w, bint accumulate):
     """grad_x (+)= grad_out @ w; grad_w (+)= grad_out.T @ x. Either output may be None."""
-    cdef int batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
-    cdef int out_features = _blas_int(w.shape[0], "w")
-    cdef real beta = 1 if accumulate else 0
+    cdef int t = _float_type(grad_out, "grad_out")
+    _check(grad_out, t, 2, False, "grad_out")
+    _check(x, t, 2, False, "x")
+    _check(w, t, 2, False, "w")
+    cdef blasint batch = _blas_int(x.shape[0], "x"), in_features = _blas_int(x.shape[1], "x")
+    cdef blasint out_features = _blas_int(w.shape[0], "w")
     cdef bint need_grad_x = grad_x is not None, need_grad_w = grad_w is not None
-    _expect(w.shape[0], w.shape[1], out_features, in_features, "w")
-    _expect(grad_out.shape[0], grad_out.shape[1], batch, out_features, "grad_out")
+    _expect(w, out_features, in_features, "w")
+    _expect(grad_out, batch, out_features, "grad_out")
     if need_grad_x:
-        _expect(grad_x.shape[0], grad_x.shape[1], batch, in_features, "grad_x")
+        _check(grad_x, t, 2, True, "grad_x")
+        _expect(grad_x, batch, in_features, "grad_x")
     if need_grad_w:
-        _expect(grad_w.shape[0], grad_w.shape[1], out_features, in_features, "grad_w")
+        _check(grad_w, t, 2, True, "grad_w")
+        _expect(grad_w, out_features, in_features, "grad_w")
+    cdef void* gp = _data(grad_out)
+    cdef void* xp = _data(x)
+    cdef void* wp = _data(w)
+    cdef void* gxp = _data(grad_x)
+    cdef void* gwp = _data(grad_w)
     with nogil:
-        if need_grad_x:
-            _gemm(False, False, batch, in_features, out_features, _ptr(grad_out), _ptr(w),
-                  beta, _out_ptr(grad_x))
-        if need_grad_w:
-            _gemm(True, False, out_features, in_features, batch, _ptr(grad_out), _ptr(x),
-                  beta, _out_ptr(grad_w))
+        if t == cnp.NPY_FLOAT32:
+            if need_grad_x:
+                _gemm(False, False, batch, in_features, out_features, <const float*>gp,
+                      <const float*>wp, <float>accumulate, <float*>gxp)
+            if need_grad_w:
+                _gemm(True, False, out_features, in_features, batch, <const float*>gp,
+                      <const float*>xp, <float>accumulate, <float*>gwp)
+        else:
+            if need_grad_x:
+                _gemm(False, False, batch, in_features, out_features, <const double*>gp,
+                      <const double*>wp, <double>accumulate, <double*>gxp)
+            if need_grad_w:
+                _gemm(True, False, out_features, in_features, batch, <const double*>gp,
+                      <const double*>xp, <double>accumulate, <double*>gwp)
 
 
-def matmul_backward(const real[:, ::1] grad_out not None, const real[:, ::1] a not None,
-                    const real[:, ::1] b not None, real[:, ::1] grad_a, real[:, ::1] grad_b,
-                    bint accumulate):
+def matmul_backward(cnp.ndarray grad_out not None, cnp.ndarray a not None,
+                    cnp.ndarray b not None, object grad_a, object grad_b, bint accumulate):
     """For out = a @ b: grad_a (+)= grad_out @ b.T; grad_b (+)= a.T @ grad_out.
     Either output may be None."""
-    cdef int m = _blas_int(a.shape[0], "a"), k = _blas_int(a.shape[1], "a")
-    cdef int n = _blas_int(b.shape[1], "b")
-    cdef real beta = 1 if accumulate else 0
+    cdef int t = _float_type(grad_out, "grad_out")
+    _check(grad_out, t, 2, False, "grad_out")
+    _check(a, t, 2, False, "a")
+    _check(b, t, 2, False, "b")
+    cdef blasint m = _blas_int(a.shape[0], "a"), k = _blas_int(a.shape[1], "a")
+    cdef blasint n = _blas_int(b.shape[1], "b")
     cdef bint need_grad_a = grad_a is not None, need_grad_b = grad_b is not None
-    _expect(b.shape[0], b.shape[1], k, n, "b")
-    _expect(grad_out.shape[0], grad_out.shape[1], m, n, "grad_out")
+    _expect(b, k, n, "b")
+    _expect(grad_out, m, n, "grad_out")
     if need_grad_a:
-        _expect(grad_a.shape[0], grad_a.shape[1], m, k, "grad_a")
+        _check(grad_a, t, 2, True, "grad_a")
+        _expect(grad_a, m, k, "grad_a")
     if need_grad_b:
-        _expect(grad_b.shape[0], grad_b.shape[1], k, n, "grad_b")
+        _check(grad_b, t, 2, True, "grad_b")
+        _expect(grad_b, k, n, "grad_b")
+    cdef void* gp = _data(grad_out)
+    cdef void* ap = _data(a)
+    cdef void* bp = _data(b)
+    cdef void* gap = _data(grad_a)
+    cdef void* gbp = _data(grad_b)
     with nogil:
-        if need_grad_a:
-            _gemm(False, True, m, k, n, _ptr(grad_out), _ptr(b), beta, _out_ptr(grad_a))
-        if need_grad_b:
-            _gemm(True, False, k, n, m, _ptr(a), _ptr(grad_out), beta, _out_ptr(grad_b))
+        if t == cnp.NPY_FLOAT32:
+            if need_grad_a:
+                _gemm(False, True, m, k, n, <const float*>gp, <const float*>bp,
+                      <float>accumulate, <float*>gap)
+            if need_grad_b:
+                _gemm(True, False, k, n, m, <const float*>ap, <const float*>gp,
+                      <float>accumulate, <float*>gbp)
+        else:
+            if need_grad_a:
+                _gemm(False, True, m, k, n, <const double*>gp, <const double*>bp,
+                      <double>accumulate, <double*>gap)
+            if need_grad_b:
+                _gemm(True, False, k, n, m, <const double*>ap, <const double*>gp,
+                      <double>accumulate, <double*>gbp)
+
+
+# Rows of the bias gradient per gemv call: bounds the vector of ones (4 MiB in float32).
+cdef Py_ssize_t BIAS_BLOCK_ROWS = 1 << 20
 
 
 cdef void _column_sums(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* out,
                        bint accumulate) noexcept nogil:
-    """out[j] (+)= sum_i g[i, j], for g too large for BLAS's 32-bit sizes: a plain loop."""
+    """out[j] (+)= sum_i g[i, j], for g too wide for the BLAS in use: a plain loop."""
     cdef Py_ssize_t i, j
     if not accumulate:
         for j in range(cols):
@@ -177,46 +365,56 @@ cdef void _column_sums(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* ou
             out[j] += g[i * cols + j]
 
 
-def bias_backward(const real[:, ::1] grad_out not None, real[::1] out not None,
-                  bint accumulate):
-    """out (+)= grad_out.sum(0) = grad_out.T @ ones, on BLAS gemv."""
-    cdef Py_ssize_t rows = grad_out.shape[0], cols = grad_out.shape[1], i, r0
-    _expect(out.shape[0], 1, cols, 1, "out")
-    cdef int m, n, lda, one = 1
+cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* out,
+                        bint accumulate) except -1 nogil:
+    """out (+)= column sums of the row-major (rows x cols) g: g^T @ ones on gemv."""
+    cdef Py_ssize_t i, r0
+    cdef blasint m, n, lda, one = 1
     cdef real alpha = 1, beta = 1 if accumulate else 0
     cdef real* ones
     if cols == 0:
-        return
-    if rows == 0:
-        if not accumulate:
-            out[:] = 0
-        return
-    if cols > INT_MAX:
-        with nogil:
-            _column_sums(&grad_out[0, 0], rows, cols, &out[0], accumulate)
-        return
-    # Rows go in blocks that fit an int; each block after the first adds (beta = 1).
-    n = <int>min(rows, INT_MAX)
+        return 0
+    if rows == 0 or cols > _blas_max:
+        _column_sums(g, rows, cols, out, accumulate)
+        return 0
+    # Rows go in blocks; each block after the first adds (beta = 1).
+    n = <blasint>min(rows, BIAS_BLOCK_ROWS)
     ones = <real*>malloc(n * sizeof(real))
     if ones == NULL:
-        raise MemoryError("bias_backward: cannot allocate the vector of ones")
-    m = lda = <int>cols
-    with nogil:
-        for i in range(n):
-            ones[i] = 1
-        if not accumulate:  # some OpenBLAS versions scale y by beta = 0, keeping NaNs
-            for i in range(cols):
-                out[i] = 0
-        r0 = 0
-        while r0 < rows:
-            n = <int>min(rows - r0, INT_MAX)
-            # Row-major grad_out is the column-major (cols x rows) matrix A: out = A @ ones.
-            if real is float:
-                sgemv(b"N", &m, &n, &alpha, <float*>&grad_out[r0, 0], &lda, ones, &one,
-                      &beta, &out[0], &one)
-            else:
-                dgemv(b"N", &m, &n, &alpha, <double*>&grad_out[r0, 0], &lda, ones, &one,
-                      &beta, &out[0], &one)
-            beta = 1
-            r0 += n
+        with gil:
+            raise MemoryError("bias_backward: cannot allocate the vector of ones")
+    for i in range(n):
+        ones[i] = 1
+    if not accumulate:  # some OpenBLAS versions scale y by beta = 0, keeping NaNs
+        for i in range(cols):
+            out[i] = 0
+    m = lda = <blasint>cols
+    r0 = 0
+    while r0 < rows:
+        n = <blasint>min(rows - r0, BIAS_BLOCK_ROWS)
+        # Row-major g is the column-major (cols x rows) matrix A: out = A @ ones.
+        if real is float:
+            _sgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
+        else:
+            _dgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
+        beta = 1
+        r0 += n
     free(ones)
+    return 0
+
+
+def bias_backward(cnp.ndarray grad_out not None, cnp.ndarray out not None,
+                  bint accumulate):
+    """out (+)= grad_out.sum(0) = grad_out.T @ ones, on BLAS gemv."""
+    cdef int t = _float_type(grad_out, "grad_out")
+    _check(grad_out, t, 2, False, "grad_out")
+    _check(out, t, 1, True, "out")
+    cdef Py_ssize_t rows = grad_out.shape[0], cols = grad_out.shape[1]
+    _expect(out, cols, 1, "out")
+    cdef void* gp = _data(grad_out)
+    cdef void* op = _data(out)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            _bias_backward(<const float*>gp, rows, cols, <float*>op, accumulate)
+        else:
+            _bias_backward(<const double*>gp, rows, cols, <double*>op, accumulate)

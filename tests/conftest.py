@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import cygrad
+from cygrad.backends import _blas
 
 SEED = 20240611
 
@@ -30,3 +31,20 @@ def kernels(request):
     """`cygrad.kernels` running on each backend in turn (restored by the fixture above)."""
     cygrad.set_backend(request.param)
     return cygrad.kernels
+
+
+# The BLAS libraries the products can run on here: SciPy's always, NumPy's where found.
+BLAS_CHOICES = ["scipy"] + (["numpy"] if _blas.find_numpy_blas() else [])
+
+
+@pytest.fixture(params=BLAS_CHOICES)
+def each_blas(request):
+    """The compiled products routed through each BLAS in turn; the process's own choice is
+    put back afterwards."""
+    from cygrad import _linear
+    if request.param == "numpy":
+        _linear.use_blas("numpy", _blas.find_numpy_blas()[1])
+    else:
+        _linear.use_blas("scipy")
+    yield request.param
+    _blas.select(_linear)

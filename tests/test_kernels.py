@@ -132,6 +132,7 @@ def rows_of(shape: tuple) -> int:
     return int(np.prod(shape[:-1]))
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BIAS_SHAPES)
@@ -182,6 +183,7 @@ def linear_inputs(rng, dtype, batch, in_features, out_features):
     return x, w, b, g
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("with_out", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -196,6 +198,7 @@ def test_linear_forward_matches_reference(batch, in_features, out_features, dtyp
     check_result(got, out, want, dtype, terms=in_features + 1)
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch, in_features, out_features", LINEAR_CASES)
@@ -219,6 +222,7 @@ def needs_id(needs: tuple) -> str:
     return "+".join(n for n, need in zip(("x", "w", "b"), needs) if need) or "none"
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("needs", NEEDS, ids=needs_id)
@@ -257,6 +261,7 @@ def matmul_inputs(rng, dtype, m, k, n):
     return uniform(rng, (m, n), dtype), uniform(rng, (m, k), dtype), uniform(rng, (k, n), dtype)
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, n", MATMUL_CASES)
@@ -271,6 +276,7 @@ def test_matmul_backward_matches_reference(m, k, n, dtype, mode, rng):
         check_result(got_i, out_i, want_i, dtype, terms)
 
 
+@pytest.mark.usefixtures("each_blas")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("needs", [(True, False), (False, True), (False, False)],
                          ids=["a", "b", "none"])

@@ -5,7 +5,13 @@ from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from . import backends
 from .tensor import Tensor
+
+
+def _add_scaled(out: np.ndarray, x: np.ndarray, alpha: float) -> None:
+    """out += alpha * x on the active backend (one pass, no temporary on the compiled one)."""
+    getattr(backends.active(), "add_scaled", backends.reference.add_scaled)(out, x, alpha)
 
 
 class Optimizer:
@@ -56,7 +62,7 @@ class SGD(Optimizer):
                     buf *= self.momentum
                     buf += g
                 g = buf
-            p.data -= self.lr * g
+            _add_scaled(p.data, g, -self.lr)
 
 
 class Adam(Optimizer):

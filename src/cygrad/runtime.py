@@ -33,12 +33,20 @@ def set_num_threads(n: int) -> None:
 
 
 def _blas() -> str:
+    """The BLAS the compiled products call (backends/_blas.py chooses), with its version."""
+    if not _compiled():
+        return "none (the compiled module is not loaded)"
+    name, _ = backends._compiled._linear.blas_in_use()
     try:
         import scipy
-        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        return f"{blas.get('name')} {blas.get('version', '')} (scipy {scipy.__version__})"
-    except Exception as exc:  # show_config's layout is scipy's, not ours
-        return f"unknown ({type(exc).__name__})"
+        owner = np if name == "numpy" else scipy
+        blas = owner.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        built = f"{blas.get('name')} {blas.get('version', '')}"
+    except Exception as exc:  # show_config's layout is theirs, not ours
+        built = f"unknown build ({type(exc).__name__})"
+    if name == "numpy":
+        return f"NumPy's {built}, shared with NumPy (CYGRAD_BLAS=scipy for SciPy's)"
+    return f"SciPy's {built}"
 
 
 def info() -> Dict[str, str]:

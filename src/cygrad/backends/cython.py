@@ -13,12 +13,19 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import _elementwise, _linear, _memory
-from . import _checks
+from . import _blas, _checks
 from ._checks import as_rows
+
+_blas.select(_linear)  # NumPy's own BLAS where found (one thread pool), else SciPy's
 
 Array = np.ndarray
 name = "cython"
-_contiguous = np.ascontiguousarray
+
+
+def _contiguous(a: Array) -> Array:
+    """`a`, or an aligned C-ordered copy of it: what the BLAS module takes."""
+    flags = a.flags
+    return a if flags.c_contiguous and flags.aligned else np.array(a, order="C")
 
 
 def detach_inputs(inputs: tuple, outputs: tuple, elementwise: bool = False) -> tuple:
@@ -121,3 +128,16 @@ def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array]
     _linear.matmul_backward(_contiguous(grad_out), _contiguous(a), _contiguous(b), grad_a,
                             grad_b, accumulate)
     return grad_a, grad_b
+
+
+def add_scaled(out: Array, x: Array, alpha: float) -> None:
+    """out += alpha * x, in place: the optimizers' update, in one pass with no temporary
+    (`p -= lr * g` in NumPy reads and writes memory twice as much). Arrays the loop does
+    not take (another layout or dtype, partial overlap) go to NumPy, with the same result."""
+    if out.shape == x.shape and not _memory.overlapping((x,), (out,), True):
+        try:
+            _elementwise.add_scaled(out, x, alpha)  # checks everything before writing
+            return
+        except (TypeError, ValueError):
+            pass
+    out += alpha * x

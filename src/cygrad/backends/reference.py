@@ -93,3 +93,9 @@ def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array]
     db = a.T @ grad_out if need_grad_b else None
     return (_store(da, grad_a, accumulate) if need_grad_a else None,
             _store(db, grad_b, accumulate) if need_grad_b else None)
+
+
+def add_scaled(out: Array, x: Array, alpha: float) -> None:
+    """out += alpha * x, in place: the optimizers' update (not a kernel of KERNEL_NAMES;
+    a backend without it gets this one)."""
+    out += alpha * x

@@ -1,0 +1,108 @@
+"""Which BLAS the compiled products call: NumPy's own OpenBLAS where it can be found, else
+SciPy's.
+
+Why NumPy's: a process that uses NumPy already has NumPy's OpenBLAS loaded, with its thread
+pool. SciPy ships a second OpenBLAS with a second pool, and when both run, the threads one
+leaves spinning take the cores the other needs (measured on 2 cores: a 64x784x256 sgemm
+through SciPy took 690 us right after NumPy products, against 155 us in NumPy), and the two
+builds are different versions. Calling NumPy's keeps one pool, makes cygrad's products as
+fast as NumPy's own, and its 64-bit sizes lift the 2^31 limit of SciPy's interface.
+
+NumPy's wheels (2.0 and later) ship scipy-openblas64: a 64-bit-integer OpenBLAS whose
+Fortran routines are named `scipy_sgemm_64_` and so on. Builds that link another BLAS (MKL,
+Accelerate, a distribution's OpenBLAS) are not recognized, and SciPy's is used instead.
+CYGRAD_BLAS=scipy chooses SciPy's; CYGRAD_BLAS=numpy requires NumPy's (ImportError if it is
+not found).
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv")
+# (prefix, suffix) of the 64-bit-integer symbols: scipy-openblas64 (NumPy >= 2.0), then the
+# openblas64_ of older NumPy wheels.
+_SYMBOL_STYLES = (("scipy_", "_64_"), ("", "_64_"))
+_CONFIG_SYMBOLS = ("scipy_openblas_get_config64_", "openblas_get_config64_")
+ENV = "CYGRAD_BLAS"
+CHOICES = ("numpy", "scipy")
+
+
+def _numpy_library_files() -> list:
+    """The OpenBLAS files NumPy's wheels bundle: numpy.libs/ beside the package (Linux,
+    Windows) or numpy/.dylibs/ (macOS)."""
+    package = os.path.dirname(np.__file__)
+    folders = (os.path.join(os.path.dirname(package), "numpy.libs"),
+               os.path.join(package, ".dylibs"))
+    return sorted(path for folder in folders
+                  for path in glob.glob(os.path.join(folder, "*openblas*")))
+
+
+def _routines(library: ctypes.CDLL) -> Optional[Tuple[int, ...]]:
+    """The addresses of ROUTINES in `library`, if it is a 64-bit-integer OpenBLAS."""
+    config = next((getattr(library, s) for s in _CONFIG_SYMBOLS if hasattr(library, s)), None)
+    if config is None:
+        return None
+    config.restype = ctypes.c_char_p
+    if b"USE64BITINT" not in (config() or b""):
+        return None
+    for prefix, suffix in _SYMBOL_STYLES:
+        names = [f"{prefix}{routine}{suffix}" for routine in ROUTINES]
+        if all(hasattr(library, name) for name in names):
+            return tuple(ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                         for name in names)
+    return None
+
+
+def find_numpy_blas() -> Optional[Tuple[str, Tuple[int, ...]]]:
+    """(path, routine addresses) of NumPy's OpenBLAS, or None. Opening the file NumPy
+    loaded gives the same library (and thread pool), not a second copy."""
+    for path in _numpy_library_files():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        addresses = _routines(library)
+        if addresses:
+            return path, addresses
+    return None
+
+
+def _agrees(linear) -> bool:
+    """A small product and column sum through the routines in use equal NumPy's: a
+    library that does not behave as its names promise is not used."""
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.random((3, 5)).astype(dtype), rng.random((4, 5)).astype(dtype)
+        out = np.empty((3, 4), dtype)
+        linear.linear_forward(a, b, None, out)
+        sums = np.empty(5, dtype)
+        linear.bias_backward(a, sums, False)
+        if not (np.allclose(out, a @ b.T) and np.allclose(sums, a.sum(0))):
+            return False
+    return True
+
+
+def select(linear) -> str:
+    """Point the compiled module `linear` at NumPy's BLAS, unless CYGRAD_BLAS says
+    otherwise or it cannot be found; returns the name in use ("numpy" or "scipy")."""
+    wanted = os.environ.get(ENV, "").strip().lower()
+    if wanted and wanted not in CHOICES:
+        raise ValueError(f"{ENV}: expected one of {', '.join(CHOICES)}, got {wanted!r}")
+    if wanted == "scipy":
+        linear.use_blas("scipy")
+        return "scipy"
+    found = find_numpy_blas()
+    if found:
+        linear.use_blas("numpy", found[1])
+        if _agrees(linear):
+            return "numpy"
+        linear.use_blas("scipy")
+    if wanted == "numpy":
+        raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
+                          "(NumPy's wheels from 2.0 on ship it)")
+    return "scipy"

@@ -1,0 +1,241 @@
+"""Which BLAS the products run on (NumPy's where found, else SciPy's), and the optimizers'
+one-pass update. The products' results on each BLAS are in test_kernels.py (each_blas)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cygrad
+from cygrad import _elementwise, _linear, optim
+from cygrad.backends import _blas
+from cygrad.backends import cython as compiled
+from cygrad.backends import reference
+
+DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+
+def numpy_ships_ilp64_openblas() -> bool:
+    """NumPy's own account of its BLAS: a 64-bit-integer scipy-openblas (its wheels)."""
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return blas.get("name") == "scipy-openblas" and \
+        "USE64BITINT" in blas.get("openblas configuration", "")
+
+
+def python(code: str, **env_vars) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("CYGRAD_BACKEND", "CYGRAD_BLAS")}
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+# ------------------------------------------------------------------ choosing the BLAS
+def test_numpy_blas_is_used_when_numpy_ships_it():
+    """With NumPy's wheels the products share NumPy's OpenBLAS, at 64-bit sizes; with any
+    other NumPy build they fall back to SciPy's, at 32-bit sizes."""
+    if "CYGRAD_BLAS" in os.environ:
+        pytest.skip("CYGRAD_BLAS is set by the caller")  # the choice is then the user's
+    name, limit = _linear.blas_in_use()
+    if numpy_ships_ilp64_openblas():
+        assert (name, limit) == ("numpy", 2 ** 63 - 1)
+        assert _blas.find_numpy_blas() is not None
+    else:
+        assert (name, limit) == ("scipy", 2 ** 31 - 1)
+
+
+def test_numpy_blas_is_the_library_numpy_loaded():
+    """The library found is NumPy's own file (so the same loaded copy and thread pool),
+    not another OpenBLAS on the system."""
+    found = _blas.find_numpy_blas()
+    if found is None:
+        assert not numpy_ships_ilp64_openblas()
+        return
+    path, addresses = found
+    numpy_root = os.path.dirname(os.path.dirname(np.__file__))
+    assert os.path.commonpath([os.path.realpath(path), os.path.realpath(numpy_root)]) == \
+        os.path.realpath(numpy_root)
+    assert len(addresses) == 4 and all(isinstance(a, int) and a > 0 for a in addresses)
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/maps") as maps:
+            loaded = {line.split()[-1] for line in maps if "openblas" in line}
+        assert os.path.realpath(path) in {os.path.realpath(p) for p in loaded}
+
+
+@pytest.mark.parametrize("value, expected", [("scipy", "scipy"), ("SciPy ", "scipy"),
+                                             ("", None)])
+def test_environment_variable_chooses(value, expected):
+    result = python("import cygrad; from cygrad import _linear; "
+                    "print(_linear.blas_in_use()[0])", CYGRAD_BLAS=value)
+    assert result.returncode == 0, result.stderr
+    want = expected or ("numpy" if _blas.find_numpy_blas() else "scipy")
+    assert result.stdout.split() == [want]
+
+
+def test_environment_variable_numpy_is_honoured_or_refused():
+    """CYGRAD_BLAS=numpy uses NumPy's BLAS, or says it was not found (the compiled backend
+    is then unavailable, and cygrad says why)."""
+    result = python("import warnings; warnings.simplefilter('error'); import cygrad; "
+                    "from cygrad import _linear; print(_linear.blas_in_use()[0])",
+                    CYGRAD_BLAS="numpy")
+    if _blas.find_numpy_blas():
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["numpy"]
+    else:
+        assert result.returncode != 0 and "CYGRAD_BLAS=numpy" in result.stderr
+
+
+def test_unknown_environment_value_is_a_clear_error():
+    result = python("import cygrad", CYGRAD_BLAS="mkl")
+    assert result.returncode != 0
+    assert "ValueError: CYGRAD_BLAS: expected one of numpy, scipy, got 'mkl'" in result.stderr
+
+
+def test_runtime_info_names_the_blas_in_use():
+    name, _ = _linear.blas_in_use()
+    text = cygrad.runtime.info()["BLAS"]
+    assert text.startswith("NumPy's" if name == "numpy" else "SciPy's"), text
+
+
+@pytest.mark.parametrize("addresses", [None, (), (1, 2, 3), (1, 2, 3, 0), (1, 2, 3, "4")])
+def test_use_blas_rejects_bad_addresses(addresses):
+    before = _linear.blas_in_use()
+    with pytest.raises(ValueError, match="addresses"):
+        _linear.use_blas("other", addresses)
+    assert _linear.blas_in_use() == before
+
+
+def test_a_library_that_computes_wrong_is_not_used(monkeypatch):
+    """select() checks a small product through the routines it found: when the result is
+    wrong (here a stub module whose product gives zeros), it goes back to SciPy's."""
+    class Stub:
+        def __init__(self):
+            self.calls = []
+
+        def use_blas(self, name, addresses=None):
+            self.calls.append(name)
+
+        def linear_forward(self, x, w, b, out):
+            out[...] = 0  # wrong unless x @ w.T is 0
+
+        def bias_backward(self, g, out, accumulate):
+            out[...] = g.sum(0)
+
+    monkeypatch.delenv("CYGRAD_BLAS", raising=False)
+    monkeypatch.setattr(_blas, "find_numpy_blas", lambda: ("lib", (1, 2, 3, 4)))
+    stub = Stub()
+    assert _blas.select(stub) == "scipy"
+    assert stub.calls == ["numpy", "scipy"]
+
+
+def test_products_past_the_32_bit_limit_are_refused_only_on_scipys_blas(each_blas):
+    """The size check follows the BLAS in use: a product over 2^31 terms (0-size arrays,
+    no memory) is refused with a ValueError naming `a` on SciPy's 32-bit interface, and
+    computed on NumPy's."""
+    k = 2 ** 31
+    args = (np.zeros((0, 0), np.float32), np.zeros((0, k), np.float32),
+            np.zeros((k, 0), np.float32))
+    if each_blas == "scipy":
+        with pytest.raises(ValueError, match="^a: a dimension of 2147483648 exceeds"):
+            compiled.matmul_backward(*args)
+    else:
+        grad_a, grad_b = compiled.matmul_backward(*args)
+        assert grad_a.shape == (0, k) and grad_b.shape == (k, 0)
+
+
+# ------------------------------------------------------------- the one-pass update
+SIZES = [0, 1, 7, 1000, _elementwise.parallel_min - 1, _elementwise.parallel_min + 5]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_scaled_is_numpys_update_bit_for_bit(n, dtype, rng):
+    """out += alpha * x gives exactly NumPy's `p -= lr * g` (alpha rounded to the dtype
+    first, then one multiply and one add per element), below and above the threaded
+    size."""
+    p = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    want = p.copy()
+    want -= 0.1 * g
+    compiled.add_scaled(p, g, -0.1)
+    np.testing.assert_array_equal(p, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_scaled_takes_any_input_layout_and_aliasing(dtype, rng):
+    base = rng.standard_normal((6, 8)).astype(dtype)
+    cases = {
+        "strided x": lambda p: (p, base[:, ::2]),
+        "fortran x": lambda p: (p, np.asfortranarray(base[:, :4])),
+        "x is out": lambda p: (p, p),
+        "overlapping x": lambda p: (p[1:], p[:-1]),
+        "float64 x into float32": lambda p: (p, base[:, :4].astype(np.float64)),
+        "broadcast x": lambda p: (p, np.broadcast_to(base[0, :4], p.shape)),
+    }
+    for name, make in cases.items():
+        p = base[:, :4].copy()
+        out, x = make(p)
+        want = out.copy()
+        want += 0.5 * np.array(x)  # NumPy reads x as it was
+        compiled.add_scaled(out, x, 0.5)
+        np.testing.assert_array_equal(out, want, err_msg=name)
+
+
+def test_add_scaled_into_a_strided_output_writes_through(rng):
+    base = rng.standard_normal((4, 6))
+    view = base[:, ::2]
+    x = np.ones(view.shape)
+    want = base.copy()
+    want[:, ::2] += 2.0
+    compiled.add_scaled(view, x, 2.0)
+    np.testing.assert_array_equal(base, want)
+
+
+def test_add_scaled_refuses_a_read_only_output():
+    p = np.ones(4)
+    p.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        compiled.add_scaled(p, np.ones(4), 1.0)
+
+
+def test_add_scaled_loop_checks_its_arguments():
+    """The compiled loop itself refuses what it cannot take, before writing anything."""
+    p = np.ones(4, np.float32)
+    for bad in [(p, np.ones(4)), (p, np.ones(5, np.float32)), (np.ones(8, np.float32)[::2],
+                np.ones(4, np.float32)), (np.ones(4, np.int64), np.ones(4, np.int64))]:
+        with pytest.raises((TypeError, ValueError)):
+            _elementwise.add_scaled(*bad, 1.0)
+    np.testing.assert_array_equal(p, 1)
+    with pytest.raises(TypeError):
+        _elementwise.add_scaled(None, p, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_update_is_the_numpy_rule_bit_for_bit(backend, momentum, rng):
+    """SGD's step on either backend is NumPy's p -= lr * g to the last bit."""
+    cygrad.set_backend(backend)
+    w = cygrad.Tensor(rng.standard_normal((300, 70)).astype(np.float32), requires_grad=True)
+    grads = [rng.standard_normal(w.shape).astype(np.float32) for _ in range(3)]
+    opt = optim.SGD([w], lr=0.05, momentum=momentum)
+    want, buf = w.data.copy(), None
+    for g in grads:
+        w.grad = g.copy()
+        opt.step()
+        if momentum:
+            buf = g.copy() if buf is None else buf * np.float32(momentum) + g
+            step = buf
+        else:
+            step = g
+        want -= 0.05 * step
+        np.testing.assert_array_equal(w.data, want)
+
+
+def test_reference_add_scaled_matches_the_compiled_one(rng):
+    a, x = rng.standard_normal(1000), rng.standard_normal(1000)
+    b = a.copy()
+    reference.add_scaled(a, x, -0.3)
+    compiled.add_scaled(b, x, -0.3)
+    np.testing.assert_array_equal(a, b)
