@@ -18,24 +18,6 @@
 #define CG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define CG_CLONES
-
-/* out (+)= g * y * (1 - y): memory-bound for large arrays, but in cache (up to ~1M
-   elements here) the AVX2 clone is about twice as fast as the baseline's SSE2. */
-CG_CLONES static void cg_sigmoid_backward_f(const float* g, const float* y, float* out,
-                                            ptrdiff_t n, int accumulate) {
-    if (accumulate)
-        for (ptrdiff_t i = 0; i < n; i++) out[i] += g[i] * y[i] * (1.0f - y[i]);
-    else
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] * y[i] * (1.0f - y[i]);
-}
-
-CG_CLONES static void cg_sigmoid_backward_d(const double* g, const double* y, double* out,
-                                            ptrdiff_t n, int accumulate) {
-    if (accumulate)
-        for (ptrdiff_t i = 0; i < n; i++) out[i] += g[i] * y[i] * (1.0 - y[i]);
-    else
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] * y[i] * (1.0 - y[i]);
-}
 #endif
 
 /* exp(x) for x <= 0; exactly 0 below the smallest normal result; NaN stays NaN. */

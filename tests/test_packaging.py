@@ -46,3 +46,51 @@ def test_imported_package_is_the_distributions():
     if not installed.exists():  # an editable install: the package lives in the source tree
         pytest.skip("editable install")
     assert installed.resolve() == type(installed)(cygrad.__file__).resolve()
+
+
+PORTABLE_PROGRAM = r"""
+#include <stdio.h>
+#include "_sigmoid.h"
+int main(void) {
+    float x[5] = {-100.0f, -1.0f, 0.0f, 2.0f, 100.0f}, y[5], g[5] = {1, 1, 1, 1, 1}, d[5];
+    double xd[3] = {-1.0, 0.0, 3.0}, yd[3];
+    cg_sigmoid_f(x, y, 5);
+    cg_sigmoid_backward_f(g, y, d, 5, 0);
+    cg_sigmoid_d(xd, yd, 3);
+    for (int i = 0; i < 5; i++) printf("%.9g %.9g\n", y[i], d[i]);
+    for (int i = 0; i < 3; i++) printf("%.17g\n", yd[i]);
+    return 0;
+}
+"""
+
+
+def test_sigmoid_header_builds_without_target_clones(tmp_path):
+    """Compilers other than GCC on x86-64 Linux (clang on macOS, MSVC) get the header's
+    portable branch, without target_clones: it must compile on its own and compute the
+    same sigmoid. Built here by forcing that branch (-U__linux__)."""
+    import shutil
+    import subprocess
+    import sysconfig
+
+    import numpy as np
+
+    header_dir = Path(__file__).resolve().parents[1] / "csrc"
+    assert (header_dir / "_sigmoid.h").is_file(), "csrc/ ships with the tests (sdist)"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) to build the probe with")
+    source, program = tmp_path / "probe.c", tmp_path / "probe"
+    source.write_text(PORTABLE_PROGRAM)
+    build = subprocess.run([cc, "-U__linux__", "-O2", "-Wall", "-Werror", "-Wno-unused-function",
+                            f"-I{header_dir}", str(source), "-o", str(program), "-lm"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    lines = subprocess.run([str(program)], capture_output=True, text=True,
+                           check=True).stdout.split("\n")
+    y, d = np.array([[float(v) for v in line.split()] for line in lines[:5]]).T
+    x = np.array([-100.0, -1.0, 0.0, 2.0, 100.0])
+    want = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(y, want, rtol=2e-7, atol=1e-30)
+    np.testing.assert_allclose(d, want * (1 - want), rtol=1e-6, atol=1e-30)
+    yd = np.array([float(v) for v in lines[5:8]])
+    np.testing.assert_allclose(yd, 1 / (1 + np.exp(-np.array([-1.0, 0.0, 3.0]))), rtol=1e-15)
