@@ -6,10 +6,10 @@
                                           torch.nn.Linear(256, 10)))
     torch.nn.functional.mse_loss(model(x), target).backward()   # cygrad's kernels ran
 
-Data moves without copies: a CPU tensor is read through `.numpy()` (made contiguous first
-only when it is not), and every result and gradient is a NumPy array written by a kernel and
-wrapped with `torch.from_numpy` (a strided input is copied in the forward and again in the
-backward, which reads the saved input). Gradients run on cygrad's kernels; only under
+Data moves without copies: a CPU tensor is read through a NumPy view of its memory (the
+forward keeps the views for the backward), and every result and gradient is a NumPy array
+written by a kernel and wrapped with `torch.from_numpy` (a strided input is copied to a
+contiguous buffer by the kernel, in the forward and again in the backward). Gradients run on cygrad's kernels; only under
 `create_graph=True` (a gradient to be differentiated again) is the backward written with
 PyTorch ops instead, so second derivatives are PyTorch's.
 
@@ -62,9 +62,10 @@ def _checked(t: object, name: str, like: Optional[Tensor] = None) -> Tensor:
 
 
 def _array(t: Tensor):
-    """The NumPy view of `t`'s memory; a copy only when `t` is not C-contiguous. (detach:
-    `.numpy()` refuses a tensor that requires grad.)"""
-    return t.detach().contiguous().numpy()
+    """The NumPy view of `t`'s memory, strides and all (the kernels copy a strided input
+    themselves). force=True: plain `.numpy()` refuses a tensor that requires grad, and
+    `.detach().numpy()` costs half as much again, per tensor of every call."""
+    return t.numpy(force=True)
 
 
 def _wrap(a) -> Optional[Tensor]:
@@ -81,7 +82,8 @@ class LinearFunction(torch.autograd.Function):
         _checked(x, "x")
         _checked(w, "w", like=x)
         b_array = None if b is None else _array(_checked(b, "b", like=x))
-        y = kernels.linear_forward(_array(x), _array(w), b_array)
+        ctx.arrays = _array(x), _array(w)  # views, so the backward need not convert again
+        y = kernels.linear_forward(*ctx.arrays, b_array)
         # The inputs themselves: PyTorch then catches an in-place change before backward,
         # and a create_graph backward can differentiate through them.
         ctx.save_for_backward(x, w)
@@ -99,7 +101,7 @@ class LinearFunction(torch.autograd.Function):
         # One call: grad_x, grad_w and the bias reduction share the read of grad_out, and
         # an input that needs no gradient costs nothing.
         grads = kernels.linear_backward(
-            _array(grad_out), _array(x), _array(w),
+            _array(grad_out), *ctx.arrays,
             need_grad_x=need_x, need_grad_w=need_w, need_grad_b=need_b)
         return tuple(_wrap(g) for g in grads)
 
@@ -110,7 +112,8 @@ class SigmoidFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        y = torch.from_numpy(kernels.sigmoid_forward(_array(_checked(x, "x"))))
+        ctx.y = kernels.sigmoid_forward(_array(_checked(x, "x")))
+        y = torch.from_numpy(ctx.y)
         ctx.save_for_backward(y)
         return y
 
@@ -119,7 +122,7 @@ class SigmoidFunction(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the formula, differentiable
             return grad_out * y * (1 - y)
-        return torch.from_numpy(kernels.sigmoid_backward(_array(grad_out), _array(y)))
+        return torch.from_numpy(kernels.sigmoid_backward(_array(grad_out), ctx.y))
 
 
 # Only PyTorch 2.13 is tested; these two keep the extra's floor (torch>=2.1) importable.
