@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Element-wise loops: sigmoid forward and backward, and the optimizers' scaled add.
+"""Element-wise loops: sigmoid forward and backward.
 
 The functions take ndarrays rather than typed memoryviews: acquiring a memoryview and
 choosing a fused specialization cost ~0.6 us a call, more than the whole loop at 1K
@@ -157,40 +157,3 @@ def sigmoid_backward(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray
                               <const double*>cnp.PyArray_DATA(y),
                               <double*>cnp.PyArray_DATA(out), n, accumulate)
 
-
-cdef inline void _add_scaled_chunk(real* out, const real* x, real alpha,
-                                   Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        out[i] += alpha * x[i]
-
-
-cdef void _add_scaled(real* out, const real* x, real alpha, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t chunk, start, c, nchunks
-    if n < PARALLEL_MIN or num_threads == 1:
-        _add_scaled_chunk(out, x, alpha, n)
-    else:
-        nchunks = num_threads
-        chunk = (n + nchunks - 1) // nchunks
-        for c in prange(nchunks, schedule="static", num_threads=num_threads):
-            start = c * chunk
-            if start < n:
-                _add_scaled_chunk(out + start, x + start, alpha, min(chunk, n - start))
-
-
-def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):
-    """out += alpha * x in one pass with no temporary (an optimizer's p -= lr * g); one
-    dtype and size; out C-contiguous. alpha is rounded to the dtype first, as NumPy does
-    with a Python float, so the result is NumPy's bit for bit. x may be out itself, but
-    must not overlap it otherwise."""
-    cdef int t = _float_type(out)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(out)
-    x = _input(x, t, n)
-    _output(out, t, n)
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            _add_scaled(<float*>cnp.PyArray_DATA(out), <const float*>cnp.PyArray_DATA(x),
-                        <float>alpha, n)
-        else:
-            _add_scaled(<double*>cnp.PyArray_DATA(out), <const double*>cnp.PyArray_DATA(x),
-                        alpha, n)

@@ -1,5 +1,6 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Matrix-product kernels on BLAS (gemm/gemv), GIL released.
+"""Matrix-product kernels on BLAS (gemm/gemv), and the optimizers' update on axpy; GIL
+released.
 
 Arrays are row-major (C-contiguous) and already checked by backends/cython.py. BLAS is
 column-major; a row-major matrix is the column-major matrix of its transpose, so
@@ -17,7 +18,7 @@ scipy.linalg.cython_blas (32-bit sizes; larger ones raise ValueError).
 from libc.limits cimport INT_MAX
 from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
+from scipy.linalg.cython_blas cimport daxpy, dgemm, dgemv, saxpy, sgemm, sgemv
 
 cimport numpy as cnp
 
@@ -46,6 +47,10 @@ ctypedef void (*sgemv_t)(const char*, const blasint*, const blasint*, const floa
 ctypedef void (*dgemv_t)(const char*, const blasint*, const blasint*, const double*,
                          const double*, const blasint*, const double*, const blasint*,
                          const double*, double*, const blasint*) noexcept nogil
+ctypedef void (*saxpy_t)(const blasint*, const float*, const float*, const blasint*, float*,
+                         const blasint*) noexcept nogil
+ctypedef void (*daxpy_t)(const blasint*, const double*, const double*, const blasint*,
+                         double*, const blasint*) noexcept nogil
 
 
 # SciPy's 32-bit routines behind the 64-bit signatures (sizes already checked to fit).
@@ -89,10 +94,24 @@ cdef void _scipy_dgemv(const char* t, const blasint* m, const blasint* n,
           <double*>beta, y, &incy_)
 
 
+cdef void _scipy_saxpy(const blasint* n, const float* alpha, const float* x,
+                       const blasint* incx, float* y, const blasint* incy) noexcept nogil:
+    cdef int n_ = <int>n[0], incx_ = <int>incx[0], incy_ = <int>incy[0]
+    saxpy(&n_, <float*>alpha, <float*>x, &incx_, y, &incy_)
+
+
+cdef void _scipy_daxpy(const blasint* n, const double* alpha, const double* x,
+                       const blasint* incx, double* y, const blasint* incy) noexcept nogil:
+    cdef int n_ = <int>n[0], incx_ = <int>incx[0], incy_ = <int>incy[0]
+    daxpy(&n_, <double*>alpha, <double*>x, &incx_, y, &incy_)
+
+
 cdef sgemm_t _sgemm = _scipy_sgemm
 cdef dgemm_t _dgemm = _scipy_dgemm
 cdef sgemv_t _sgemv = _scipy_sgemv
 cdef dgemv_t _dgemv = _scipy_dgemv
+cdef saxpy_t _saxpy = _scipy_saxpy
+cdef daxpy_t _daxpy = _scipy_daxpy
 cdef blasint _blas_max = INT_MAX
 cdef str _blas_name = "scipy"
 
@@ -100,20 +119,24 @@ cdef str _blas_name = "scipy"
 def use_blas(str name, addresses=None):
     """Route every product through the BLAS `name`: "scipy" (the built-in fallback), or any
     other name with `addresses`, the integer addresses of its 64-bit-integer Fortran
-    routines (sgemm, dgemm, sgemv, dgemv), which must stay loaded. Not while kernels run."""
-    global _sgemm, _dgemm, _sgemv, _dgemv, _blas_max, _blas_name
+    routines (sgemm, dgemm, sgemv, dgemv, saxpy, daxpy), which must stay loaded. Not while
+    kernels run."""
+    global _sgemm, _dgemm, _sgemv, _dgemv, _saxpy, _daxpy, _blas_max, _blas_name
     if name == "scipy":
         _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
+        _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
         _blas_max, _blas_name = INT_MAX, name
         return
-    if addresses is None or len(addresses) != 4 or not all(
+    if addresses is None or len(addresses) != 6 or not all(
             isinstance(p, int) and p > 0 for p in addresses):
-        raise ValueError("addresses: expected four nonzero int addresses "
-                         "(sgemm, dgemm, sgemv, dgemv)")
+        raise ValueError("addresses: expected six nonzero int addresses "
+                         "(sgemm, dgemm, sgemv, dgemv, saxpy, daxpy)")
     _sgemm = <sgemm_t><size_t>addresses[0]
     _dgemm = <dgemm_t><size_t>addresses[1]
     _sgemv = <sgemv_t><size_t>addresses[2]
     _dgemv = <dgemv_t><size_t>addresses[3]
+    _saxpy = <saxpy_t><size_t>addresses[4]
+    _daxpy = <daxpy_t><size_t>addresses[5]
     _blas_max, _blas_name = INT64_MAX, name
 
 
@@ -418,3 +441,36 @@ def bias_backward(cnp.ndarray grad_out not None, cnp.ndarray out not None,
             _bias_backward(<const float*>gp, rows, cols, <float*>op, accumulate)
         else:
             _bias_backward(<const double*>gp, rows, cols, <double*>op, accumulate)
+
+
+cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil:
+    """y += alpha * x, in blocks the BLAS in use takes."""
+    cdef blasint count, one = 1
+    cdef Py_ssize_t start = 0
+    while start < n:
+        count = <blasint>min(n - start, _blas_max)
+        if real is float:
+            _saxpy(&count, &alpha, x + start, &one, y + start, &one)
+        else:
+            _daxpy(&count, &alpha, x + start, &one, y + start, &one)
+        start += count
+
+
+def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):
+    """out += alpha * x (an optimizer's p -= lr * g) on BLAS axpy: one pass, no temporary,
+    on the BLAS threads, which are awake after the products of the backward. Same dtype
+    and size, both C-contiguous; x may be out itself but must not overlap it otherwise.
+    alpha is rounded to the dtype first, as NumPy does with a Python float."""
+    cdef int t = _float_type(out, "out")
+    _check(out, t, cnp.PyArray_NDIM(out), True, "out")
+    _check(x, t, cnp.PyArray_NDIM(x), False, "x")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(out)
+    if cnp.PyArray_SIZE(x) != n:
+        raise ValueError(f"x: expected {n} elements like out, got {cnp.PyArray_SIZE(x)}")
+    cdef void* op = _data(out)
+    cdef void* xp = _data(x)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            _axpy(<float*>op, <const float*>xp, <float>alpha, n)
+        else:
+            _axpy(<double*>op, <const double*>xp, alpha, n)

@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv")
+ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv", "saxpy", "daxpy")
 # (prefix, suffix) of the 64-bit-integer symbols: scipy-openblas64 (NumPy >= 2.0), then the
 # openblas64_ of older NumPy wheels.
 _SYMBOL_STYLES = (("scipy_", "_64_"), ("", "_64_"))
@@ -73,8 +73,8 @@ def find_numpy_blas() -> Optional[Tuple[str, Tuple[int, ...]]]:
 
 
 def _agrees(linear) -> bool:
-    """A small product and column sum through the routines in use equal NumPy's: a
-    library that does not behave as its names promise is not used."""
+    """A small product, column sum and scaled add through the routines in use equal
+    NumPy's: a library that does not behave as its names promise is not used."""
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         a, b = rng.random((3, 5)).astype(dtype), rng.random((4, 5)).astype(dtype)
@@ -82,7 +82,10 @@ def _agrees(linear) -> bool:
         linear.linear_forward(a, b, None, out)
         sums = np.empty(5, dtype)
         linear.bias_backward(a, sums, False)
-        if not (np.allclose(out, a @ b.T) and np.allclose(sums, a.sum(0))):
+        added = a.copy()
+        linear.add_scaled(added, a, 2.0)
+        if not (np.allclose(out, a @ b.T) and np.allclose(sums, a.sum(0))
+                and np.allclose(added, 3 * a)):
             return False
     return True
 

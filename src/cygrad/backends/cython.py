@@ -131,12 +131,12 @@ def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array]
 
 
 def add_scaled(out: Array, x: Array, alpha: float) -> None:
-    """out += alpha * x, in place: the optimizers' update, in one pass with no temporary
-    (`p -= lr * g` in NumPy reads and writes memory twice as much). Arrays the loop does
-    not take (another layout or dtype, partial overlap) go to NumPy, with the same result."""
+    """out += alpha * x, in place: the optimizers' update, one pass on BLAS axpy with no
+    temporary (`p -= lr * g` in NumPy makes two passes and a temporary). Arrays axpy does
+    not take (another layout or dtype, partial overlap) go to NumPy instead."""
     if out.shape == x.shape and not _memory.overlapping((x,), (out,), True):
         try:
-            _elementwise.add_scaled(out, x, alpha)  # checks everything before writing
+            _linear.add_scaled(out, x, alpha)  # checks everything before writing
             return
         except (TypeError, ValueError):
             pass
