@@ -22,10 +22,10 @@ FEW_ROUNDS = 7
 # Rounds of a fast call whose outputs are reset before every round (accumulate=True).
 RESET_ROUNDS = 200
 # Before timing, each benchmark calls its function for this long, untimed. Besides warming
-# caches, this lets the threads of a BLAS used by the previous benchmark go idle: NumPy's
-# OpenBLAS and the one cygrad reaches through SciPy are two pools, and a pool's threads
-# keep spinning for up to ~0.2 s after a call, taking the cores the other pool needs
-# (measured: a call right after a switch of BLAS can take 20 ms instead of 0.3 ms).
+# caches, this lets the threads of a pool used by the previous benchmark go idle: PyTorch's
+# threads are not NumPy's OpenBLAS (nor is SciPy's, where cygrad falls back to it), and a
+# pool's threads keep spinning for up to ~0.2 s after a call, taking the cores the other
+# pool needs (measured: a call right after a switch of BLAS can take 20 ms, not 0.3 ms).
 SETTLE_S = 0.25
 
 # Tolerance of a result against a float64 recomputation: a float32 sum over a few

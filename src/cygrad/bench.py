@@ -162,9 +162,10 @@ def best_times(impls: Impls, repeats: int, min_loop_s: float, settle_s: float
                ) -> Dict[str, float]:
     """Seconds per call of each implementation: the minimum over loops of as many calls as
     fill `min_loop_s`. Each implementation in turn is first called untimed for `settle_s`
-    (a warm-up, and time for the threads of another BLAS, still spinning after the last
-    implementation's products, to go idle: NumPy's OpenBLAS and the one cygrad reaches
-    through SciPy are two pools), then timed over `repeats` loops. Two passes, the second
+    (a warm-up, and time for the threads of another thread pool, still spinning after the
+    last implementation's work, to go idle: PyTorch's threads are not NumPy's OpenBLAS,
+    nor is SciPy's OpenBLAS where cygrad falls back to it), then timed over `repeats`
+    loops. Two passes, the second
     in reverse order, so that a burst of load on a noisy machine rarely hits only one."""
     best = dict.fromkeys(impls, math.inf)
     for order in (list(impls), list(impls)[::-1]):
