@@ -287,3 +287,29 @@ def test_importing_cygrad_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the GNU OpenMP spin (PyTorch's Linux wheels)")
+@pytest.mark.parametrize("code, env, warns", [
+    ("import torch; import cygrad.interop.torch", {}, True),
+    ("import cygrad.interop.torch; import torch", {}, False),
+    ("import torch; import cygrad.interop.torch", {"GOMP_SPINCOUNT": "1000"}, False),
+    ("import torch; import cygrad.interop.torch", {"OMP_WAIT_POLICY": "passive"}, False),
+])
+def test_warns_when_torch_was_imported_first(code, env, warns):
+    """torch imported before cygrad keeps its OpenMP threads' long busy-wait, which starves
+    cygrad's BLAS threads: the adapter says so, and how to avoid it, unless the
+    environment already set the wait."""
+    import os
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                            env={**clean, **env}, capture_output=True, text=True,
+                            timeout=120)
+    if warns:
+        assert result.returncode != 0
+        assert "torch was imported before cygrad" in result.stderr
+        assert "GOMP_SPINCOUNT=1000" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from types import ModuleType
 from typing import Any, Dict, Iterator, Optional
@@ -28,6 +29,10 @@ compiled_import_error: Optional[str] = None
 # ran as fast as on one thread). A short spin keeps back-to-back loops fast and frees the
 # cores soon after. Read once, when libgomp loads;
 # a value the user set wins.
+# PyTorch's Linux wheels bundle their own libgomp, which read the environment when torch was
+# imported: if that was before this line, its threads keep the long spin (interop/torch.py).
+spin_left_long_in_torch = sys.platform.startswith("linux") and "torch" in sys.modules and \
+    not ("OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ)
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
