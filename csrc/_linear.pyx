@@ -12,13 +12,13 @@ the same thread pool as the products around it, so the two never compete for cor
 
 Which BLAS: backends/_blas.py hands `use_blas` the addresses of NumPy's own OpenBLAS
 routines (64-bit sizes) when it finds them, so cygrad and NumPy share one library and one
-thread pool. Until then, and as the fallback, the routines are SciPy's, from
-scipy.linalg.cython_blas (32-bit sizes; larger ones raise ValueError).
+thread pool; as the fallback, those of SciPy's, from scipy.linalg.cython_blas (32-bit
+sizes; larger ones raise ValueError). Taken at run time rather than cimported, so that
+SciPy is imported only when it is used. Until `use_blas` has run, every kernel raises.
 """
 from libc.limits cimport INT_MAX
 from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, malloc
-from scipy.linalg.cython_blas cimport daxpy, dgemm, dgemv, saxpy, sgemm, sgemv
 
 cimport numpy as cnp
 
@@ -51,6 +51,26 @@ ctypedef void (*saxpy_t)(const blasint*, const float*, const float*, const blasi
                          const blasint*) noexcept nogil
 ctypedef void (*daxpy_t)(const blasint*, const double*, const double*, const blasint*,
                          double*, const blasint*) noexcept nogil
+
+
+# The same interface with 32-bit integers (SciPy's cython_blas).
+ctypedef void (*sgemm32_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
+                           float*, float*, int*) noexcept nogil
+ctypedef void (*dgemm32_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*,
+                           int*, double*, double*, int*) noexcept nogil
+ctypedef void (*sgemv32_t)(char*, int*, int*, float*, float*, int*, float*, int*, float*,
+                           float*, int*) noexcept nogil
+ctypedef void (*dgemv32_t)(char*, int*, int*, double*, double*, int*, double*, int*, double*,
+                           double*, int*) noexcept nogil
+ctypedef void (*saxpy32_t)(int*, float*, float*, int*, float*, int*) noexcept nogil
+ctypedef void (*daxpy32_t)(int*, double*, double*, int*, double*, int*) noexcept nogil
+
+cdef sgemm32_t sgemm = NULL
+cdef dgemm32_t dgemm = NULL
+cdef sgemv32_t sgemv = NULL
+cdef dgemv32_t dgemv = NULL
+cdef saxpy32_t saxpy = NULL
+cdef daxpy32_t daxpy = NULL
 
 
 # SciPy's 32-bit routines behind the 64-bit signatures (sizes already checked to fit).
@@ -112,37 +132,53 @@ cdef sgemv_t _sgemv = _scipy_sgemv
 cdef dgemv_t _dgemv = _scipy_dgemv
 cdef saxpy_t _saxpy = _scipy_saxpy
 cdef daxpy_t _daxpy = _scipy_daxpy
-cdef blasint _blas_max = INT_MAX
-cdef str _blas_name = "scipy"
+cdef blasint _blas_max = 0
+cdef str _blas_name = None
 
 
-def use_blas(str name, addresses=None):
-    """Route every product through the BLAS `name`: "scipy" (the built-in fallback), or any
-    other name with `addresses`, the integer addresses of its 64-bit-integer Fortran
-    routines (sgemm, dgemm, sgemv, dgemv, saxpy, daxpy), which must stay loaded. Not while
-    kernels run."""
+def use_blas(str name not None, addresses, bint ilp64):
+    """Route every product through the BLAS `name`, given `addresses`: the integer
+    addresses of its Fortran routines sgemm, dgemm, sgemv, dgemv, saxpy and daxpy, which
+    must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. Not while kernels
+    run."""
     global _sgemm, _dgemm, _sgemv, _dgemv, _saxpy, _daxpy, _blas_max, _blas_name
-    if name == "scipy":
-        _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
-        _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
-        _blas_max, _blas_name = INT_MAX, name
-        return
+    global sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
     if addresses is None or len(addresses) != 6 or not all(
             isinstance(p, int) and p > 0 for p in addresses):
         raise ValueError("addresses: expected six nonzero int addresses "
                          "(sgemm, dgemm, sgemv, dgemv, saxpy, daxpy)")
-    _sgemm = <sgemm_t><size_t>addresses[0]
-    _dgemm = <dgemm_t><size_t>addresses[1]
-    _sgemv = <sgemv_t><size_t>addresses[2]
-    _dgemv = <dgemv_t><size_t>addresses[3]
-    _saxpy = <saxpy_t><size_t>addresses[4]
-    _daxpy = <daxpy_t><size_t>addresses[5]
-    _blas_max, _blas_name = INT64_MAX, name
+    if ilp64:
+        _sgemm = <sgemm_t><size_t>addresses[0]
+        _dgemm = <dgemm_t><size_t>addresses[1]
+        _sgemv = <sgemv_t><size_t>addresses[2]
+        _dgemv = <dgemv_t><size_t>addresses[3]
+        _saxpy = <saxpy_t><size_t>addresses[4]
+        _daxpy = <daxpy_t><size_t>addresses[5]
+        _blas_max = INT64_MAX
+    else:
+        sgemm = <sgemm32_t><size_t>addresses[0]
+        dgemm = <dgemm32_t><size_t>addresses[1]
+        sgemv = <sgemv32_t><size_t>addresses[2]
+        dgemv = <dgemv32_t><size_t>addresses[3]
+        saxpy = <saxpy32_t><size_t>addresses[4]
+        daxpy = <daxpy32_t><size_t>addresses[5]
+        _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
+        _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
+        _blas_max = INT_MAX
+    _blas_name = name
 
 
 def blas_in_use():
-    """(name, largest size it takes) of the BLAS the products call."""
+    """(name, largest size it takes) of the BLAS the products call; (None, 0) before
+    `use_blas`."""
     return _blas_name, _blas_max
+
+
+cdef int _require_blas() except -1:
+    if _blas_name is None:
+        raise RuntimeError("no BLAS chosen yet: import cygrad, which chooses one "
+                           "(backends/_blas.py)")
+    return 0
 
 
 cdef inline void _gemv(bint row_major_is_rows, blasint k, blasint n, blasint ld, const real* mat,
@@ -262,6 +298,7 @@ def linear_forward(cnp.ndarray x not None, cnp.ndarray w not None, object b,
                    cnp.ndarray out not None):
     """out = x @ w.T (+ b): the bias is written first and the product added with beta = 1.
     `b` may be None."""
+    _require_blas()
     cdef int t = _float_type(x, "x")
     _check(x, t, 2, False, "x")
     _check(w, t, 2, False, "w")
@@ -294,6 +331,7 @@ def linear_forward(cnp.ndarray x not None, cnp.ndarray w not None, object b,
 def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
                     cnp.ndarray w not None, object grad_x, object grad_w, bint accumulate):
     """grad_x (+)= grad_out @ w; grad_w (+)= grad_out.T @ x. Either output may be None."""
+    _require_blas()
     cdef int t = _float_type(grad_out, "grad_out")
     _check(grad_out, t, 2, False, "grad_out")
     _check(x, t, 2, False, "x")
@@ -335,6 +373,7 @@ def matmul_backward(cnp.ndarray grad_out not None, cnp.ndarray a not None,
                     cnp.ndarray b not None, object grad_a, object grad_b, bint accumulate):
     """For out = a @ b: grad_a (+)= grad_out @ b.T; grad_b (+)= a.T @ grad_out.
     Either output may be None."""
+    _require_blas()
     cdef int t = _float_type(grad_out, "grad_out")
     _check(grad_out, t, 2, False, "grad_out")
     _check(a, t, 2, False, "a")
@@ -429,6 +468,7 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
 def bias_backward(cnp.ndarray grad_out not None, cnp.ndarray out not None,
                   bint accumulate):
     """out (+)= grad_out.sum(0) = grad_out.T @ ones, on BLAS gemv."""
+    _require_blas()
     cdef int t = _float_type(grad_out, "grad_out")
     _check(grad_out, t, 2, False, "grad_out")
     _check(out, t, 1, True, "out")
@@ -461,6 +501,7 @@ def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):
     on the BLAS threads, which are awake after the products of the backward. Same dtype
     and size, both C-contiguous; x may be out itself but must not overlap it otherwise.
     alpha is rounded to the dtype first, as NumPy does with a Python float."""
+    _require_blas()
     cdef int t = _float_type(out, "out")
     _check(out, t, cnp.PyArray_NDIM(out), True, "out")
     _check(x, t, cnp.PyArray_NDIM(x), False, "x")

@@ -42,9 +42,6 @@ def each_blas(request):
     """The compiled products routed through each BLAS in turn; the process's own choice is
     put back afterwards."""
     from cygrad import _linear
-    if request.param == "numpy":
-        _linear.use_blas("numpy", _blas.find_numpy_blas()[1])
-    else:
-        _linear.use_blas("scipy")
+    _blas.use(_linear, request.param)
     yield request.param
     _blas.select(_linear)

@@ -101,10 +101,11 @@ def test_runtime_info_names_the_blas_in_use():
 
 @pytest.mark.parametrize("addresses", [None, (), (1, 2, 3, 4), (1, 2, 3, 4, 5, 0),
                                        (1, 2, 3, 4, 5, "6"), (1, 2, 3, 4, 5, 6, 7)])
-def test_use_blas_rejects_bad_addresses(addresses):
+@pytest.mark.parametrize("ilp64", [True, False])
+def test_use_blas_rejects_bad_addresses(addresses, ilp64):
     before = _linear.blas_in_use()
     with pytest.raises(ValueError, match="addresses"):
-        _linear.use_blas("other", addresses)
+        _linear.use_blas("other", addresses, ilp64)
     assert _linear.blas_in_use() == before
 
 
@@ -115,8 +116,8 @@ def test_a_library_that_computes_wrong_is_not_used(monkeypatch):
         def __init__(self):
             self.calls = []
 
-        def use_blas(self, name, addresses=None):
-            self.calls.append(name)
+        def use_blas(self, name, addresses, ilp64):
+            self.calls.append((name, ilp64))
 
         def linear_forward(self, x, w, b, out):
             out[...] = 0  # wrong unless x @ w.T is 0
@@ -131,7 +132,7 @@ def test_a_library_that_computes_wrong_is_not_used(monkeypatch):
     monkeypatch.setattr(_blas, "find_numpy_blas", lambda: ("lib", (1, 2, 3, 4, 5, 6)))
     stub = Stub()
     assert _blas.select(stub) == "scipy"
-    assert stub.calls == ["numpy", "scipy"]
+    assert stub.calls == [("numpy", True), ("scipy", False)]
 
 
 def test_products_past_the_32_bit_limit_are_refused_only_on_scipys_blas(each_blas):
@@ -263,3 +264,31 @@ def test_reference_add_scaled_is_numpys_expression(rng):
     want = a + -0.3 * x
     reference.add_scaled(a, x, -0.3)
     np.testing.assert_array_equal(a, want)
+
+
+def test_scipy_blas_is_taken_from_its_capsules_with_32_bit_sizes():
+    addresses = _blas.find_scipy_blas()
+    assert len(addresses) == 6 and all(isinstance(a, int) and a > 0 for a in addresses)
+
+
+def test_kernels_refuse_to_run_before_a_blas_is_chosen():
+    """The compiled module loaded on its own (not through cygrad's backends, which choose
+    a BLAS) raises a RuntimeError rather than calling through a NULL address."""
+    folder = os.path.dirname(_linear.__file__)
+    result = python("import sys, numpy as np\n"
+                    f"sys.path.insert(0, {folder!r})\n"
+                    "import _linear\n"
+                    "print(_linear.blas_in_use())\n"
+                    "m = np.ones((2, 2), np.float32)\n"
+                    "for call in (lambda: _linear.linear_forward(m, m, None, m.copy()),\n"
+                    "             lambda: _linear.add_scaled(m.copy(), m, 1.0),\n"
+                    "             lambda: _linear.bias_backward(m, m[0].copy(), False)):\n"
+                    "    try:\n"
+                    "        call()\n"
+                    "    except RuntimeError as exc:\n"
+                    "        print('RuntimeError', exc)\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "(None, 0)"
+    assert len(lines) == 4 and all(line.startswith("RuntimeError no BLAS chosen yet")
+                                   for line in lines[1:]), result.stdout

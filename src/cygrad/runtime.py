@@ -38,8 +38,10 @@ def _blas() -> str:
         return "none (the compiled module is not loaded)"
     name, _ = backends._compiled._linear.blas_in_use()
     try:
-        import scipy
-        owner = np if name == "numpy" else scipy
+        if name == "numpy":
+            owner = np
+        else:
+            import scipy as owner
         blas = owner.show_config(mode="dicts")["Build Dependencies"]["blas"]
         built = f"{blas.get('name')} {blas.get('version', '')}"
     except Exception as exc:  # show_config's layout is theirs, not ours

@@ -90,22 +90,55 @@ def _agrees(linear) -> bool:
     return True
 
 
+def find_scipy_blas() -> Tuple[int, ...]:
+    """The addresses of ROUTINES in SciPy's cython_blas (32-bit integers), read from the
+    capsules Cython exports; importing scipy.linalg happens here, only when it is used."""
+    from scipy.linalg import cython_blas
+
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    addresses = []
+    for routine in ROUTINES:
+        capsule = cython_blas.__pyx_capi__[routine]
+        signature = get_name(capsule)
+        if b"int *" not in signature:  # the sizes must be the 32-bit ints _linear expects
+            raise ImportError(f"scipy.linalg.cython_blas.{routine}: unexpected signature "
+                              f"{signature.decode()!r}")
+        addresses.append(get_pointer(capsule, signature))
+    return tuple(addresses)
+
+
+def use(linear, name: str) -> None:
+    """Point `linear` at NumPy's ("numpy") or SciPy's ("scipy") BLAS, unchecked."""
+    if name == "numpy":
+        found = find_numpy_blas()
+        if found is None:
+            raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
+                              "(NumPy's wheels from 2.0 on ship it)")
+        linear.use_blas("numpy", found[1], True)
+    else:
+        linear.use_blas("scipy", find_scipy_blas(), False)
+
+
 def select(linear) -> str:
     """Point the compiled module `linear` at NumPy's BLAS, unless CYGRAD_BLAS says
-    otherwise or it cannot be found; returns the name in use ("numpy" or "scipy")."""
+    otherwise or it cannot be found, else at SciPy's; returns the name in use."""
     wanted = os.environ.get(ENV, "").strip().lower()
     if wanted and wanted not in CHOICES:
         raise ValueError(f"{ENV}: expected one of {', '.join(CHOICES)}, got {wanted!r}")
-    if wanted == "scipy":
-        linear.use_blas("scipy")
-        return "scipy"
-    found = find_numpy_blas()
-    if found:
-        linear.use_blas("numpy", found[1])
-        if _agrees(linear):
-            return "numpy"
-        linear.use_blas("scipy")
-    if wanted == "numpy":
-        raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
-                          "(NumPy's wheels from 2.0 on ship it)")
+    if wanted != "scipy":
+        found = find_numpy_blas()
+        if found:
+            linear.use_blas("numpy", found[1], True)
+            if _agrees(linear):
+                return "numpy"
+        if wanted == "numpy":
+            raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
+                              "(NumPy's wheels from 2.0 on ship it)"
+                              if not found else f"{ENV}=numpy: NumPy's OpenBLAS computed "
+                              "a wrong product")
+    use(linear, "scipy")
     return "scipy"
