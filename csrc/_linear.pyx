@@ -19,6 +19,7 @@ SciPy is imported only when it is used. Until `use_blas` has run, every kernel r
 from libc.limits cimport INT_MAX
 from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 cimport numpy as cnp
 
@@ -286,12 +287,23 @@ cdef inline void* _data(object a) noexcept:
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef void _fill_rows(real* out, const real* b, Py_ssize_t rows,
-                     Py_ssize_t cols) noexcept nogil:
-    cdef Py_ssize_t i, j
+cdef void _fill_rows(void* out, const void* row, Py_ssize_t rows,
+                     size_t row_bytes) noexcept nogil:
+    """Copy `row` into each of the `rows` rows of `out`."""
+    cdef Py_ssize_t i
     for i in range(rows):
-        for j in range(cols):
-            out[i * cols + j] = b[j]
+        memcpy(<char*>out + i * row_bytes, row, row_bytes)
+
+
+cdef void _product(int t, bint trans_a, bint trans_b, blasint m, blasint n, blasint k,
+                   const void* a, const void* b, bint accumulate, void* c) noexcept nogil:
+    """_gemm on the data of arrays of NumPy type `t`, float32 or float64: C (+)= A @ B."""
+    if t == cnp.NPY_FLOAT32:
+        _gemm(trans_a, trans_b, m, n, k, <const float*>a, <const float*>b,
+              <float>accumulate, <float*>c)
+    else:
+        _gemm(trans_a, trans_b, m, n, k, <const double*>a, <const double*>b,
+              <double>accumulate, <double*>c)
 
 
 def linear_forward(cnp.ndarray x not None, cnp.ndarray w not None, object b,
@@ -315,17 +327,11 @@ def linear_forward(cnp.ndarray x not None, cnp.ndarray w not None, object b,
     cdef void* wp = _data(w)
     cdef void* bp = _data(b)
     cdef void* op = _data(out)
+    cdef size_t row_bytes = out_features * cnp.PyArray_ITEMSIZE(out)
     with nogil:
-        if t == cnp.NPY_FLOAT32:
-            if has_bias:
-                _fill_rows(<float*>op, <const float*>bp, batch, out_features)
-            _gemm(False, True, batch, out_features, in_features, <const float*>xp,
-                  <const float*>wp, <float>has_bias, <float*>op)
-        else:
-            if has_bias:
-                _fill_rows(<double*>op, <const double*>bp, batch, out_features)
-            _gemm(False, True, batch, out_features, in_features, <const double*>xp,
-                  <const double*>wp, <double>has_bias, <double*>op)
+        if has_bias:
+            _fill_rows(op, bp, batch, row_bytes)
+        _product(t, False, True, batch, out_features, in_features, xp, wp, has_bias, op)
 
 
 def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
@@ -353,20 +359,12 @@ def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
     cdef void* gxp = _data(grad_x)
     cdef void* gwp = _data(grad_w)
     with nogil:
-        if t == cnp.NPY_FLOAT32:
-            if need_grad_x:
-                _gemm(False, False, batch, in_features, out_features, <const float*>gp,
-                      <const float*>wp, <float>accumulate, <float*>gxp)
-            if need_grad_w:
-                _gemm(True, False, out_features, in_features, batch, <const float*>gp,
-                      <const float*>xp, <float>accumulate, <float*>gwp)
-        else:
-            if need_grad_x:
-                _gemm(False, False, batch, in_features, out_features, <const double*>gp,
-                      <const double*>wp, <double>accumulate, <double*>gxp)
-            if need_grad_w:
-                _gemm(True, False, out_features, in_features, batch, <const double*>gp,
-                      <const double*>xp, <double>accumulate, <double*>gwp)
+        if need_grad_x:
+            _product(t, False, False, batch, in_features, out_features, gp, wp, accumulate,
+                     gxp)
+        if need_grad_w:
+            _product(t, True, False, out_features, in_features, batch, gp, xp, accumulate,
+                     gwp)
 
 
 def matmul_backward(cnp.ndarray grad_out not None, cnp.ndarray a not None,
@@ -395,20 +393,10 @@ def matmul_backward(cnp.ndarray grad_out not None, cnp.ndarray a not None,
     cdef void* gap = _data(grad_a)
     cdef void* gbp = _data(grad_b)
     with nogil:
-        if t == cnp.NPY_FLOAT32:
-            if need_grad_a:
-                _gemm(False, True, m, k, n, <const float*>gp, <const float*>bp,
-                      <float>accumulate, <float*>gap)
-            if need_grad_b:
-                _gemm(True, False, k, n, m, <const float*>ap, <const float*>gp,
-                      <float>accumulate, <float*>gbp)
-        else:
-            if need_grad_a:
-                _gemm(False, True, m, k, n, <const double*>gp, <const double*>bp,
-                      <double>accumulate, <double*>gap)
-            if need_grad_b:
-                _gemm(True, False, k, n, m, <const double*>ap, <const double*>gp,
-                      <double>accumulate, <double*>gbp)
+        if need_grad_a:
+            _product(t, False, True, m, k, n, gp, bp, accumulate, gap)
+        if need_grad_b:
+            _product(t, True, False, k, n, m, ap, gp, accumulate, gbp)
 
 
 # Rows of the bias gradient per gemv call: bounds the vector of ones (4 MiB in float32).
