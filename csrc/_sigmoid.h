@@ -91,7 +91,17 @@ CG_CLONES static void cg_sigmoid_d(const double* x, double* out, ptrdiff_t n) {
 }
 
 /* out (+)= g * y * (1 - y): memory-bound for large arrays, but in cache (up to ~1M
-   elements here) the AVX2 clone is about twice as fast as the baseline's SSE2. */
+   elements here) the AVX2 clone is about twice as fast as the baseline's SSE2.
+   No fused multiply-add: fusing the last product into `out +=` skips its rounding, and
+   near the float range that changes the answer (out = -inf plus a product that overflows
+   to +inf is NaN; fused, the product never overflows and the sum stays -inf). Unfused,
+   every clone gives the reference's result bit for bit. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 CG_CLONES static void cg_sigmoid_backward_f(const float* g, const float* y, float* out,
                                             ptrdiff_t n, int accumulate) {
     if (accumulate)
@@ -107,4 +117,7 @@ CG_CLONES static void cg_sigmoid_backward_d(const double* g, const double* y, do
     else
         for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] * y[i] * (1.0 - y[i]);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 #endif

@@ -566,3 +566,19 @@ def test_threaded_shapes_are_above_the_threshold():
     from cygrad import _elementwise
     assert 520 * 520 > _elementwise.parallel_min and 270000 > _elementwise.parallel_min
     assert 257 * 513 < _elementwise.parallel_min  # and one just below it, serial
+
+
+@pytest.mark.parametrize("n", [1, 17, 300_000], ids=["1", "17", "threaded"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_backward_accumulating_an_overflowing_product(n, dtype):
+    """out = -inf plus a product that overflows to +inf is NaN, as the formula says. A fused
+    multiply-add would skip the product's rounding (no overflow) and leave -inf: the loops
+    are compiled without fusing, in every CPU-specific clone."""
+    big = np.finfo(dtype).max ** (1 / 3) * 2  # g * y * (1 - y) ~ 8 * max: overflows
+    g, y = np.full(n, -big, dtype), np.full(n, -big, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the point
+        want = reference.sigmoid_backward(g, y, out=np.full(n, -np.inf, dtype),
+                                          accumulate=True)
+    assert np.isnan(want).all()
+    got = compiled.sigmoid_backward(g, y, out=np.full(n, -np.inf, dtype), accumulate=True)
+    np.testing.assert_array_equal(got, want)
