@@ -294,21 +294,31 @@ def _wait_for(stream, text: str, timeout: float = 60) -> str:
     return seen
 
 
+def _interrupt(proc: subprocess.Popen, stream, marker: str, delay: float,
+               timeout: float) -> tuple:
+    """Once `marker` shows on `stream` and `delay` seconds more have passed, send SIGINT;
+    return (what was read before, the rest of stdout, the rest of stderr, when it was
+    sent). The process is killed if it outlives `timeout`."""
+    try:
+        seen = _wait_for(stream, marker)
+        time.sleep(delay)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return seen, out, err, sent
+
+
 def test_ctrl_c_ends_the_demo_cleanly():
     """SIGINT during `python -m cygrad demo --steps 1000000`: exit status 130 within a few
     seconds, 'interrupted' and no traceback."""
     env = {k: v for k, v in os.environ.items() if k != "CYGRAD_BACKEND"}
     proc = subprocess.Popen([sys.executable, "-m", "cygrad", "demo", "--steps", "1000000"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        seen = _wait_for(proc.stderr, "it/s")  # the progress bar: training has started
-        time.sleep(0.3)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
+    # the progress bar ("it/s") shows training has started
+    seen, out, err, sent = _interrupt(proc, proc.stderr, "it/s", 0.3, timeout=30)
     took = time.monotonic() - sent
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert took < 5, took
@@ -338,15 +348,7 @@ def test_ctrl_c_stops_a_loop_of_kernel_calls_promptly():
             print("stopped", calls, time.monotonic(), flush=True)
             sys.exit(130)
         """)
-    try:
-        _wait_for(proc.stdout, "ready")
-        time.sleep(0.5)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
+    _, out, err, sent = _interrupt(proc, proc.stdout, "ready", 0.5, timeout=30)
     assert proc.returncode == 130, err[-2000:]
     word, calls, stopped = out.split()
     assert word == "stopped" and int(calls) > 0
@@ -385,15 +387,7 @@ def test_ctrl_c_during_one_long_kernel_call():
                                   and np.allclose(gb[:, rows], want_b))
         print(json.dumps(report), flush=True)
         """)
-    try:
-        _wait_for(proc.stdout, "calling")
-        time.sleep(0.05)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait()
+    _, out, err, sent = _interrupt(proc, proc.stdout, "calling", 0.05, timeout=60)
     assert proc.returncode == 0, err[-2000:]
     report = json.loads(out.splitlines()[-1])
     assert report["complete"]  # the call ran to its end
