@@ -30,6 +30,8 @@ _SYMBOL_STYLES = (("scipy_", "_64_"), ("", "_64_"))
 _CONFIG_SYMBOLS = ("scipy_openblas_get_config64_", "openblas_get_config64_")
 ENV = "CYGRAD_BLAS"
 CHOICES = ("numpy", "scipy")
+_NOT_FOUND = (f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found (NumPy's wheels "
+              "from 2.0 on ship it)")
 
 
 def _numpy_library_files() -> list:
@@ -116,8 +118,7 @@ def use(linear, name: str) -> None:
     if name == "numpy":
         found = find_numpy_blas()
         if found is None:
-            raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
-                              "(NumPy's wheels from 2.0 on ship it)")
+            raise ImportError(_NOT_FOUND)
         linear.use_blas("numpy", found[1], True)
     else:
         linear.use_blas("scipy", find_scipy_blas(), False)
@@ -136,9 +137,7 @@ def select(linear) -> str:
             if _agrees(linear):
                 return "numpy"
         if wanted == "numpy":
-            raise ImportError(f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found "
-                              "(NumPy's wheels from 2.0 on ship it)"
-                              if not found else f"{ENV}=numpy: NumPy's OpenBLAS computed "
-                              "a wrong product")
+            raise ImportError(_NOT_FOUND if not found else
+                              f"{ENV}=numpy: NumPy's OpenBLAS computed a wrong product")
     use(linear, "scipy")
     return "scipy"
