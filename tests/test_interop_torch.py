@@ -3,16 +3,21 @@ against PyTorch's own ops, the drop-in modules, `cygradify`, the strict Function
 modules' fallback, and that the data crosses without copies."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch not installed")
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("PyTorch not installed", allow_module_level=True)
 
 import cygrad  # noqa: E402
+# Before torch: the adapter loads it with a short OpenMP spin (see its module docstring).
 from cygrad.interop.torch import (Linear, LinearFunction, Sigmoid, SigmoidFunction,  # noqa: E402
                                   cygradify, linear, sigmoid)
+
+import torch  # noqa: E402
 
 nn = torch.nn
 F64 = torch.float64
@@ -293,13 +298,15 @@ def test_importing_cygrad_does_not_import_torch():
                     reason="the GNU OpenMP spin (PyTorch's Linux wheels)")
 @pytest.mark.parametrize("code, env, warns", [
     ("import torch; import cygrad.interop.torch", {}, True),
+    ("import cygrad; import torch; import cygrad.interop.torch", {}, True),
     ("import cygrad.interop.torch; import torch", {}, False),
+    ("import cygrad; import cygrad.interop.torch; import torch", {}, False),
     ("import torch; import cygrad.interop.torch", {"GOMP_SPINCOUNT": "1000"}, False),
     ("import torch; import cygrad.interop.torch", {"OMP_WAIT_POLICY": "passive"}, False),
 ])
 def test_warns_when_torch_was_imported_first(code, env, warns):
-    """torch imported before cygrad keeps its OpenMP threads' long busy-wait, which starves
-    cygrad's BLAS threads: the adapter says so, and how to avoid it, unless the
+    """torch imported before the adapter keeps its OpenMP threads' long busy-wait, which
+    starves cygrad's BLAS threads: the adapter says so, and how to avoid it, unless the
     environment already set the wait."""
     import os
     clean = {k: v for k, v in os.environ.items()
@@ -309,7 +316,24 @@ def test_warns_when_torch_was_imported_first(code, env, warns):
                             timeout=120)
     if warns:
         assert result.returncode != 0
-        assert "torch was imported before cygrad" in result.stderr
+        assert "torch was imported first" in result.stderr
         assert "GOMP_SPINCOUNT=1000" in result.stderr
     else:
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("code", ["import cygrad", "import cygrad.interop.torch"])
+@pytest.mark.parametrize("user_value", [None, "50000"])
+def test_the_short_spin_does_not_stay_in_the_environment(code, user_value):
+    """cygrad sets GOMP_SPINCOUNT only while its own OpenMP runtime and PyTorch's load: a
+    library imported later, or a child process, sees the environment as it was. A value the
+    user set is left alone."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    if user_value:
+        env["GOMP_SPINCOUNT"] = user_value
+    result = subprocess.run([sys.executable, "-c", f"{code}; import os; "
+                             "print(os.environ.get('GOMP_SPINCOUNT'))"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(user_value)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 from types import ModuleType
 from typing import Any, Dict, Iterator, Optional
@@ -23,21 +22,34 @@ _active: Any = reference
 # Why the compiled module could not be imported, if it could not.
 compiled_import_error: Optional[str] = None
 
-# After a parallel loop, GNU OpenMP's idle threads spin for ~300,000 iterations before
-# sleeping; on a machine with few cores they then take the CPUs from the BLAS threads of the
-# next matrix product (a training step at 1024x1024 ran 2x slower; with a spin of 1000 it
-# ran as fast as on one thread). A short spin keeps back-to-back loops fast and frees the
-# cores soon after. Read once, when libgomp loads;
-# a value the user set wins.
-# PyTorch's Linux wheels bundle their own libgomp, which read the environment when torch was
-# imported: if that was before this line, its threads keep the long spin (interop/torch.py).
-spin_left_long_in_torch = sys.platform.startswith("linux") and "torch" in sys.modules and \
-    not ("OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ)
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+def user_chose_openmp_wait() -> bool:
+    return "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+
+
+@contextlib.contextmanager
+def short_openmp_spin() -> Iterator[None]:
+    """GOMP_SPINCOUNT=1000 in the environment while a GNU OpenMP runtime loads (it reads the
+    variable once, then), unless the user chose the wait; afterwards the environment is as
+    it was, so a library loaded later keeps its own default.
+
+    After a parallel loop, GNU OpenMP's idle threads spin for ~300,000 iterations before
+    sleeping; on a machine with few cores they then take the CPUs from the BLAS threads of
+    the next matrix product (a training step at 1024x1024 ran 2x slower; with a spin of 1000
+    it ran as fast as on one thread). A short spin keeps back-to-back loops fast and frees
+    the cores soon after."""
+    if user_chose_openmp_wait():
+        yield
+        return
+    os.environ["GOMP_SPINCOUNT"] = "1000"
+    try:
+        yield
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+
 
 try:
-    from . import cython as _compiled
+    with short_openmp_spin():  # the compiled module loads libgomp
+        from . import cython as _compiled
     _backends["cython"] = _compiled
 except ImportError as exc:  # e.g. a source checkout used without building it
     compiled_import_error = f"{type(exc).__name__}: {exc}"

@@ -33,30 +33,34 @@ does), so optimizers, hooks, tied weights and state_dicts made before remain val
 """
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Optional, Tuple
 
-import warnings
-
-import torch
-
 from .. import backends, kernels
+
+# PyTorch's Linux wheels bundle their own GNU OpenMP, which reads how long its idle threads
+# busy-wait when torch is imported. Left at its default, PyTorch's threads spin after every
+# op of its own and take the cores cygrad's BLAS threads need: measured on 2 cores,
+# 784-256-10 at batch 64, 8.2 ms a step instead of 0.5 ms
+# (`python benchmarks/interference.py torch-order`). So torch loads with the short spin;
+# if it was loaded before, it is too late, and the user is told.
+_torch_loaded_before = "torch" in sys.modules
+with backends.short_openmp_spin():
+    import torch
+if _torch_loaded_before and sys.platform.startswith("linux") and \
+        not backends.user_chose_openmp_wait():
+    warnings.warn(
+        "cygrad.interop.torch: torch was imported first, so PyTorch's OpenMP threads spin "
+        "long after each op and take the cores cygrad's BLAS threads need (a training step "
+        "can run 10x slower). Import cygrad.interop.torch before torch, or start Python "
+        "with GOMP_SPINCOUNT=1000 in the environment.", RuntimeWarning, stacklevel=2)
 
 __all__ = ["LinearFunction", "SigmoidFunction", "linear", "sigmoid", "Linear", "Sigmoid",
            "cygradify"]
 
 Tensor = torch.Tensor
 _DTYPES = (torch.float32, torch.float64)
-
-if backends.spin_left_long_in_torch:
-    # Measured on 2 cores, 784-256-10 batch 64: 8.4 ms a step instead of 0.5 ms. PyTorch's
-    # OpenMP threads busy-wait after every op of its own; cygrad's BLAS threads then wait for
-    # a core. Only the environment at torch's import sets that wait.
-    warnings.warn(
-        "cygrad.interop.torch: torch was imported before cygrad, so PyTorch's OpenMP threads "
-        "spin long after each op and take the cores cygrad's BLAS threads need (a training "
-        "step can run 10x slower). Import cygrad before torch, or start Python with "
-        "GOMP_SPINCOUNT=1000 in the environment.", RuntimeWarning, stacklevel=2)
-
 
 def _checked(t: object, name: str, like: Optional[Tensor] = None) -> Tensor:
     """`t`, after checking it is a tensor cygrad's kernels can read."""
