@@ -51,8 +51,9 @@ STEP = """
     import sys, timeit
     sys.path.insert(0, {here!r})
     {imports}
-    from test_bench_interop import {maker}
-    step, _ = {maker}({batch}, {hidden}, {swap})
+    from {module} import {maker}
+    step = {maker}({batch}, {hidden}, *{args})
+    step = step[0] if isinstance(step, tuple) else step
     for _ in range(3):
         step()
     import resource
@@ -63,10 +64,13 @@ STEP = """
 """
 
 
-def _step_in_fresh_process(imports: str, maker: str, batch: int, hidden: int, swap: bool,
-                           number: int, env: dict) -> tuple:
-    code = textwrap.dedent(STEP).format(here=HERE, imports=imports, maker=maker, batch=batch,
-                                        hidden=hidden, swap=swap, number=number)
+def _step_in_fresh_process(imports: str, maker: str, batch: int, hidden: int, args: tuple,
+                           number: int, env: dict,
+                           module: str = "test_bench_interop") -> tuple:
+    """(ms a step, page faults a step) of `module.maker(batch, hidden, *args)`'s step."""
+    code = textwrap.dedent(STEP).format(here=HERE, imports=imports, module=module,
+                                        maker=maker, batch=batch, hidden=hidden, args=args,
+                                        number=number)
     clean = {k: v for k, v in os.environ.items()
              if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", *MALLOC)}
     result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env={**clean, **env},
@@ -79,18 +83,20 @@ def torch_order() -> None:
     for label, imports in (("adapter imported first", "import cygrad.interop.torch, torch"),
                            ("torch imported first", "import torch, cygrad")):
         for swap in (False, True):
-            ms, _ = _step_in_fresh_process(imports, "_torch_step", 64, 256, swap, 20, {})
+            ms, _ = _step_in_fresh_process(imports, "_torch_step", 64, 256, (swap,), 20, {})
             engine = "torch + cygrad" if swap else "torch"
             print(f"{label:23} {engine:14} 784-256-10 batch 64: {ms:7.2f} ms a step")
 
 
 def page_faults() -> None:
+    steps = [("autograd", "_autograd_step", (False,), "test_bench_interop"),
+             ("autograd + cygrad", "_autograd_step", (True,), "test_bench_interop"),
+             ("cygrad graph", "cygrad_step", (), "cygrad.bench_training")]
     for env_label, env in (("default glibc", {}), ("MALLOC_* set", MALLOC)):
-        for swap in (False, True):
+        for engine, maker, args, module in steps:
             for run in (1, 2):
-                ms, faults = _step_in_fresh_process("import cygrad", "_autograd_step", 1024,
-                                                    1024, swap, 3, env)
-                engine = "autograd + cygrad" if swap else "autograd"
+                ms, faults = _step_in_fresh_process("import cygrad", maker, 1024, 1024, args,
+                                                    3, env, module)
                 print(f"{env_label:14} {engine:17} 1024/1024, process {run}: "
                       f"{ms:6.1f} ms a step, {faults:7.0f} page faults a step")
 
