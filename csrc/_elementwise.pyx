@@ -57,23 +57,26 @@ def set_num_threads(int n) -> None:
 
 cdef int _float_type(cnp.ndarray a) except -1:
     cdef int t = cnp.PyArray_TYPE(a)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError("expected a float32 or float64 array")
+    # A byte-swapped array ('>f8' on x86) has the same type number: refused, not misread.
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError("expected a float32 or float64 array in native byte order")
     return t
 
 
 cdef cnp.ndarray _input(cnp.ndarray a, int typenum, Py_ssize_t n):
     """`a` itself when C-contiguous and aligned, else an aligned C-ordered copy."""
-    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n:
-        raise ValueError("arrays differ in dtype or size")
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n or \
+            not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError("arrays differ in dtype, byte order or size")
     if cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a):
         return a
     return cnp.PyArray_NewCopy(a, cnp.NPY_CORDER)
 
 
 cdef int _output(cnp.ndarray a, int typenum, Py_ssize_t n) except -1:
-    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n:
-        raise ValueError("arrays differ in dtype or size")
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n or \
+            not cnp.PyArray_ISNOTSWAPPED(a):
+        raise ValueError("arrays differ in dtype, byte order or size")
     if not (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
             and cnp.PyArray_ISWRITEABLE(a)):
         raise ValueError("expected a C-contiguous, aligned, writable output array")

@@ -252,8 +252,11 @@ cdef int _float_type(object a, str name) except -1:
         raise TypeError(f"{name}: expected a float32 or float64 ndarray, got "
                         f"{type(a).__name__}")
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
-        raise TypeError(f"{name}: expected a float32 or float64 ndarray")
+    # A byte-swapped array ('>f8' on x86) has the same type number: refused, not misread.
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or \
+            not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{name}: expected a float32 or float64 ndarray in native byte "
+                        f"order")
     return t
 
 

@@ -826,6 +826,31 @@ def test_private_elementwise_module_survives_any_arguments():
 
 
 @pytest.mark.parametrize("call", [
+    "E.sigmoid_forward(a.astype(swapped), a.copy())",
+    "E.sigmoid_forward(a, a.astype(swapped))",
+    "E.sigmoid_backward(a, a.astype(swapped), a.copy(), False)",
+])
+def test_private_elementwise_module_rejects_byte_swapped_arrays(call):
+    """A float32 array in the other byte order has float32's type number: the module
+    refuses it rather than reading its bytes as native floats (the backend then gives the
+    friendly error)."""
+    result = run_python(f"""
+        import numpy as np
+        from cygrad import _elementwise as E
+        a = np.ones(5, np.float32)
+        swapped = a.dtype.newbyteorder()
+        try:
+            {call}
+        except (TypeError, ValueError) as exc:
+            print("raised", type(exc).__name__)
+        else:
+            print("returned")
+        """)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.startswith("raised"), result.stdout
+
+
+@pytest.mark.parametrize("call", [
     "E.sigmoid_forward(None, a)",
     "E.sigmoid_forward(a, None)",
     "E.sigmoid_backward(a, a, None, False)",
@@ -867,6 +892,9 @@ PRIVATE_LINEAR_BAD_TYPES = """
         "list": lambda: L.bias_backward([[1.0]], np.ones(1, f4), False),
         "string": lambda: L.matmul_backward("abc", m, m, None, None, False),
         "mixed bias": lambda: L.bias_backward(m, np.ones(4, f8), False),
+        # Same type number as native float64, other byte order: misread if let through.
+        "byte-swapped": lambda: L.linear_forward(m.astype(">f8"), m.astype(">f8"), None,
+                                                 np.ones((3, 3), ">f8")),
     }
     for name, fn in calls.items():
         try:
@@ -886,7 +914,7 @@ def test_private_linear_module_rejects_wrong_types():
     result = run_python(PRIVATE_LINEAR_BAD_TYPES)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     lines = result.stdout.splitlines()
-    assert lines[-1] == "alive" and len(lines) == 10
+    assert lines[-1] == "alive" and len(lines) == 11
     assert [line for line in lines[:-1] if not line.startswith("raised:")] == []
 
 
