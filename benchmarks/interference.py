@@ -2,13 +2,17 @@
 claims in the README, each a comparison within one run.
 
     python benchmarks/interference.py blas         # one OpenBLAS pool against two
+    python benchmarks/interference.py pools        # BLAS jobs on OpenMP's threads or not
     python benchmarks/interference.py torch-order  # torch imported before or after cygrad
     python benchmarks/interference.py page-faults  # glibc returning memory, per step
 
 `blas` alternates a NumPy product with a cygrad product (float32, 64x784x256), with cygrad
-on NumPy's OpenBLAS and then on SciPy's. `torch-order` and `page-faults` run each case in
-a fresh interpreter, since what they measure is fixed when a library loads or by the
-allocation history. Steps are the MLP steps of benchmarks/test_bench_interop.py.
+on NumPy's OpenBLAS and then on SciPy's. `pools` alternates a cygrad product with a
+PyTorch op on 200K elements (an optimizer's add), with the product's jobs on cygrad's
+OpenMP threads (the default) and on OpenBLAS's own (CYGRAD_BLAS_THREADS=blas). `pools`,
+`torch-order` and `page-faults` run each case in a fresh interpreter, since what they
+measure is fixed when a library loads or by the allocation history. Steps are the MLP
+steps of benchmarks/test_bench_interop.py.
 """
 from __future__ import annotations
 
@@ -47,6 +51,40 @@ def blas() -> None:
     _blas.select(_linear)
 
 
+POOLS = """
+    import timeit
+    import numpy as np
+    import cygrad.interop.torch
+    import torch
+    from cygrad import kernels
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 784), dtype=np.float32)
+    w = rng.random((256, 784), dtype=np.float32)
+    p, g = torch.zeros(256, 784), torch.ones(256, 784)
+
+    def best_us(fn, number):
+        return min(timeit.repeat(fn, number=number, repeat=7)) / number * 1e6
+
+    product = best_us(lambda: kernels.linear_forward(x, w), 200)
+    add = best_us(lambda: p.add_(g, alpha=-0.1), 200)
+    pair = best_us(lambda: (kernels.linear_forward(x, w), p.add_(g, alpha=-0.1)), 200)
+    print(product, add, pair)
+"""
+
+
+def pools() -> None:
+    for threads in ("openmp", "blas"):
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        result = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", textwrap.dedent(POOLS)],
+            env={**clean, "CYGRAD_BLAS_THREADS": threads}, capture_output=True, text=True,
+            check=True)
+        product, add, pair = map(float, result.stdout.split())
+        print(f"CYGRAD_BLAS_THREADS={threads:6}: cygrad product {product:6.1f} us, "
+              f"torch add_ {add:5.1f} us, the two in turn {pair:6.1f} us a pair")
+
+
 STEP = """
     import sys, timeit
     sys.path.insert(0, {here!r})
@@ -80,12 +118,15 @@ def _step_in_fresh_process(imports: str, maker: str, batch: int, hidden: int, ar
 
 
 def torch_order() -> None:
-    for label, imports in (("adapter imported first", "import cygrad.interop.torch, torch"),
-                           ("torch imported first", "import torch, cygrad")):
-        for swap in (False, True):
-            ms, _ = _step_in_fresh_process(imports, "_torch_step", 64, 256, (swap,), 20, {})
-            engine = "torch + cygrad" if swap else "torch"
-            print(f"{label:23} {engine:14} 784-256-10 batch 64: {ms:7.2f} ms a step")
+    for threads in ("openmp", "blas"):
+        for label, imports in (("adapter imported first", "import cygrad.interop.torch, torch"),
+                               ("torch imported first", "import torch, cygrad")):
+            for swap in (False, True):
+                ms, _ = _step_in_fresh_process(imports, "_torch_step", 64, 256, (swap,), 20,
+                                               {"CYGRAD_BLAS_THREADS": threads})
+                engine = "torch + cygrad" if swap else "torch"
+                print(f"CYGRAD_BLAS_THREADS={threads:6} {label:23} {engine:14} "
+                      f"784-256-10 batch 64: {ms:7.2f} ms a step")
 
 
 def page_faults() -> None:
@@ -102,7 +143,8 @@ def page_faults() -> None:
 
 
 if __name__ == "__main__":
-    commands = {"blas": blas, "torch-order": torch_order, "page-faults": page_faults}
+    commands = {"blas": blas, "pools": pools, "torch-order": torch_order,
+                "page-faults": page_faults}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python {sys.argv[0]} {{{'|'.join(commands)}}}")
     commands[sys.argv[1]]()

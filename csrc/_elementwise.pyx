@@ -15,6 +15,7 @@ cnp.import_array()
 cdef extern from "_threads.h":
     int cg_openmp_enabled() noexcept nogil
     int cg_default_threads() noexcept nogil
+    int cg_on_fork_in_child(void (*handler)() noexcept nogil) noexcept nogil
 
 cdef extern from "_sigmoid.h":
     # The forward's exp, in C so that it vectorizes (see the header).
@@ -40,6 +41,20 @@ parallel_min = PARALLEL_MIN  # for the tests, which check both sides of it
 # so a count set from one Python thread applies to kernels called from any thread.
 cdef int num_threads = cg_default_threads()
 
+# GNU OpenMP's thread pool does not survive fork: a child that starts a parallel loop after
+# its parent ran one hangs. So a forked child (multiprocessing's default on Linux) runs the
+# loops on one thread.
+cdef bint forked = False
+
+
+cdef void _after_fork_in_child() noexcept nogil:
+    global num_threads, forked
+    forked = True
+    num_threads = 1
+
+
+cg_on_fork_in_child(_after_fork_in_child)
+
 
 def openmp_enabled() -> bool:
     """Was this module compiled with OpenMP?"""
@@ -52,7 +67,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(int n) -> None:
     global num_threads
-    num_threads = n if cg_openmp_enabled() else 1
+    num_threads = n if cg_openmp_enabled() and not forked else 1
 
 
 cdef int _float_type(cnp.ndarray a) except -1:

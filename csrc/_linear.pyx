@@ -15,6 +15,9 @@ routines (64-bit sizes) when it finds them, so cygrad and NumPy share one librar
 thread pool; as the fallback, those of SciPy's, from scipy.linalg.cython_blas (32-bit
 sizes; larger ones raise ValueError). Taken at run time rather than cimported, so that
 SciPy is imported only when it is used. Until `use_blas` has run, every kernel raises.
+
+Threads: while a kernel calls BLAS, OpenBLAS hands its parallel jobs to this module's
+OpenMP threads (_blas_threads.h says why), where the library offers that.
 """
 from libc.limits cimport INT_MAX
 from libc.stdint cimport INT64_MAX, int64_t
@@ -24,6 +27,12 @@ from libc.string cimport memcpy
 cimport numpy as cnp
 
 cnp.import_array()
+
+cdef extern from "_blas_threads.h":
+    void cg_blas_threads_use(void* setter) noexcept nogil
+    int cg_blas_threads_in_use() noexcept nogil
+    int cg_blas_threads_begin() noexcept nogil
+    void cg_blas_threads_end(int began) noexcept nogil
 
 ctypedef fused real:
     float
@@ -137,11 +146,12 @@ cdef blasint _blas_max = 0
 cdef str _blas_name = None
 
 
-def use_blas(str name not None, addresses, bint ilp64):
+def use_blas(str name not None, addresses, bint ilp64, size_t threads_setter=0):
     """Route every product through the BLAS `name`, given `addresses`: the integer
     addresses of its Fortran routines sgemm, dgemm, sgemv, dgemv, saxpy and daxpy, which
-    must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. Not while kernels
-    run."""
+    must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. `threads_setter`: the
+    address of the library's openblas_set_threads_callback_function, to run its parallel
+    jobs on OpenMP's threads, or 0 to leave them on its own. Not while kernels run."""
     global _sgemm, _dgemm, _sgemv, _dgemv, _saxpy, _daxpy, _blas_max, _blas_name
     global sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
     if addresses is None or len(addresses) != 6 or not all(
@@ -166,6 +176,7 @@ def use_blas(str name not None, addresses, bint ilp64):
         _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
         _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
         _blas_max = INT_MAX
+    cg_blas_threads_use(<void*>threads_setter)
     _blas_name = name
 
 
@@ -173,6 +184,12 @@ def blas_in_use():
     """(name, largest size it takes) of the BLAS the products call; (None, 0) before
     `use_blas`."""
     return _blas_name, _blas_max
+
+
+def blas_threads() -> str:
+    """Whose threads run the products' parallel jobs: "openmp" or "blas" (the library's
+    own pool: no OpenMP in this build, a BLAS without the callback, or a forked child)."""
+    return "openmp" if cg_blas_threads_in_use() else "blas"
 
 
 cdef int _require_blas() except -1:
@@ -193,10 +210,12 @@ cdef inline void _gemv(bint row_major_is_rows, blasint k, blasint n, blasint ld,
     cdef blasint cols = n if row_major_is_rows else k
     cdef blasint one = 1
     cdef real alpha = 1, beta = 1
+    cdef int began = cg_blas_threads_begin()
     if real is float:
         _sgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
     else:
         _dgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
+    cg_blas_threads_end(began)
 
 
 cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint k,
@@ -210,6 +229,7 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
     cdef blasint ldc = max(1, n)
     cdef real alpha = 1
     cdef Py_ssize_t i
+    cdef int began
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum: BLAS implementations differ on whether they touch C
@@ -229,10 +249,12 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         else:       # c = op(A) @ b; the one column of op(B) is contiguous either way
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
+    began = cg_blas_threads_begin()
     if real is float:
         _sgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
         _dgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+    cg_blas_threads_end(began)
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:
@@ -422,6 +444,7 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
                         bint accumulate) except -1 nogil:
     """out (+)= column sums of the row-major (rows x cols) g: g^T @ ones on gemv."""
     cdef Py_ssize_t i, r0
+    cdef int began
     cdef blasint m, n, lda, one = 1
     cdef real alpha = 1, beta = 1 if accumulate else 0
     cdef real* ones
@@ -443,6 +466,7 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
             out[i] = 0
     m = lda = <blasint>cols
     r0 = 0
+    began = cg_blas_threads_begin()
     while r0 < rows:
         n = <blasint>min(rows - r0, BIAS_BLOCK_ROWS)
         # Row-major g is the column-major (cols x rows) matrix A: out = A @ ones.
@@ -452,6 +476,7 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
             _dgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
         beta = 1
         r0 += n
+    cg_blas_threads_end(began)
     free(ones)
     return 0
 
@@ -478,6 +503,7 @@ cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil
     """y += alpha * x, in blocks the BLAS in use takes."""
     cdef blasint count, one = 1
     cdef Py_ssize_t start = 0
+    cdef int began = cg_blas_threads_begin()
     while start < n:
         count = <blasint>min(n - start, _blas_max)
         if real is float:
@@ -485,6 +511,7 @@ cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil
         else:
             _daxpy(&count, &alpha, x + start, &one, y + start, &one)
         start += count
+    cg_blas_threads_end(began)
 
 
 def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):

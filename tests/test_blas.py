@@ -116,7 +116,7 @@ def test_a_library_that_computes_wrong_is_not_used(monkeypatch):
         def __init__(self):
             self.calls = []
 
-        def use_blas(self, name, addresses, ilp64):
+        def use_blas(self, name, addresses, ilp64, threads_setter=0):
             self.calls.append((name, ilp64))
 
         def linear_forward(self, x, w, b, out):

@@ -294,23 +294,32 @@ def test_importing_cygrad_does_not_import_torch():
     assert out.split() == ["False", "False"]
 
 
+TWO_POOLS = {"CYGRAD_BLAS_THREADS": "blas"}  # the products on OpenBLAS's own threads
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="the GNU OpenMP spin (PyTorch's Linux wheels)")
 @pytest.mark.parametrize("code, env, warns", [
-    ("import torch; import cygrad.interop.torch", {}, True),
-    ("import cygrad; import torch; import cygrad.interop.torch", {}, True),
-    ("import cygrad.interop.torch; import torch", {}, False),
-    ("import cygrad; import cygrad.interop.torch; import torch", {}, False),
-    ("import torch; import cygrad.interop.torch", {"GOMP_SPINCOUNT": "1000"}, False),
-    ("import torch; import cygrad.interop.torch", {"OMP_WAIT_POLICY": "passive"}, False),
+    ("import torch; import cygrad.interop.torch", TWO_POOLS, True),
+    ("import cygrad; import torch; import cygrad.interop.torch", TWO_POOLS, True),
+    ("import cygrad.interop.torch; import torch", TWO_POOLS, False),
+    ("import cygrad; import cygrad.interop.torch; import torch", TWO_POOLS, False),
+    ("import torch; import cygrad.interop.torch", {**TWO_POOLS, "GOMP_SPINCOUNT": "1000"},
+     False),
+    ("import torch; import cygrad.interop.torch", {**TWO_POOLS, "OMP_WAIT_POLICY": "passive"},
+     False),
+    # One pool (the default where the BLAS offers it): no order matters.
+    ("import torch; import cygrad.interop.torch", {}, False),
+    ("import cygrad; import torch; import cygrad.interop.torch", {}, False),
 ])
 def test_warns_when_torch_was_imported_first(code, env, warns):
-    """torch imported before the adapter keeps its OpenMP threads' long busy-wait, which
-    starves cygrad's BLAS threads: the adapter says so, and how to avoid it, unless the
-    environment already set the wait."""
+    """Where the BLAS keeps its own threads, torch imported before the adapter keeps its
+    OpenMP threads' long busy-wait, which starves the BLAS threads: the adapter says so, and
+    how to avoid it, unless the environment already set the wait. Where the products run on
+    the OpenMP threads PyTorch shares, there is nothing to warn about."""
     import os
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+             if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "CYGRAD_BLAS_THREADS")}
     result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
                             env={**clean, **env}, capture_output=True, text=True,
                             timeout=120)
@@ -322,14 +331,34 @@ def test_warns_when_torch_was_imported_first(code, env, warns):
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="PyTorch's Linux wheels bundle GNU OpenMP")
+@pytest.mark.parametrize("code", ["import torch; import cygrad.interop.torch",
+                                  "import cygrad.interop.torch; import torch"])
+def test_pytorch_and_cygrad_share_one_openmp_runtime(code):
+    """What makes one thread pool: a single GNU OpenMP in the process, whichever loaded
+    first, and cygrad's products handing their jobs to it."""
+    result = subprocess.run([sys.executable, "-c", code + "; from cygrad import _linear; "
+                             "print(_linear.blas_threads()); "
+                             "print(len({l.split()[-1] for l in open('/proc/self/maps') "
+                             "if 'libgomp' in l}))"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    threads, runtimes = result.stdout.split()
+    assert runtimes == "1"
+    assert threads == cygrad.backends.blas_threads()
+
+
 @pytest.mark.parametrize("code", ["import cygrad", "import cygrad.interop.torch"])
 @pytest.mark.parametrize("user_value", [None, "50000"])
-def test_the_short_spin_does_not_stay_in_the_environment(code, user_value):
+@pytest.mark.parametrize("pools", [{}, TWO_POOLS], ids=["one-pool", "two-pools"])
+def test_the_short_spin_does_not_stay_in_the_environment(code, user_value, pools):
     """cygrad sets GOMP_SPINCOUNT only while its own OpenMP runtime and PyTorch's load: a
     library imported later, or a child process, sees the environment as it was. A value the
     user set is left alone."""
     import os
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(pools)
     if user_value:
         env["GOMP_SPINCOUNT"] = user_value
     result = subprocess.run([sys.executable, "-c", f"{code}; import os; "

@@ -23,8 +23,9 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads of the compiled loops, for every Python thread. The default is
-    OpenMP's: OMP_NUM_THREADS if set, else the number of cores. BLAS products keep their
-    own pool (OPENBLAS_NUM_THREADS)."""
+    OpenMP's: OMP_NUM_THREADS if set, else the number of cores. A forked child keeps one
+    thread (GNU OpenMP's pool does not survive fork). The products' thread count is the
+    BLAS's (OPENBLAS_NUM_THREADS), whichever threads run them."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     module = _compiled()
@@ -64,6 +65,8 @@ def info() -> Dict[str, str]:
         "threads": str(get_num_threads()),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "BLAS": _blas(),
+        "BLAS threads": {"openmp": "cygrad's OpenMP threads (one pool with the loops)",
+                         "blas": "the BLAS's own pool"}[backends.blas_threads()],
         "NumPy": np.__version__,
         "Python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",

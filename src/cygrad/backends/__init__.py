@@ -27,17 +27,18 @@ def user_chose_openmp_wait() -> bool:
 
 
 @contextlib.contextmanager
-def short_openmp_spin() -> Iterator[None]:
+def short_openmp_spin(needed: bool = True) -> Iterator[None]:
     """GOMP_SPINCOUNT=1000 in the environment while a GNU OpenMP runtime loads (it reads the
-    variable once, then), unless the user chose the wait; afterwards the environment is as
-    it was, so a library loaded later keeps its own default.
+    variable once, then), if `needed` and the user did not choose the wait; afterwards the
+    environment is as it was, so a library loaded later keeps its own default.
 
-    After a parallel loop, GNU OpenMP's idle threads spin for ~300,000 iterations before
-    sleeping; on a machine with few cores they then take the CPUs from the BLAS threads of
-    the next matrix product (a training step at 1024x1024 ran 2x slower; with a spin of 1000
-    it ran as fast as on one thread). A short spin keeps back-to-back loops fast and frees
-    the cores soon after."""
-    if user_chose_openmp_wait():
+    Needed only where the BLAS keeps its own thread pool (an OpenBLAS older than 0.3.28, or
+    CYGRAD_BLAS_THREADS=blas). There, after a parallel loop, GNU OpenMP's idle threads spin
+    for ~300,000 iterations before sleeping and take the cores from the BLAS threads of the
+    next matrix product (a training step at 1024x1024 ran 2x slower; with a spin of 1000 it
+    ran as fast as on one thread). Where OpenMP's threads run the BLAS jobs too, the long
+    spin is what keeps them ready for the next product, so OpenMP keeps its default."""
+    if not needed or user_chose_openmp_wait():
         yield
         return
     os.environ["GOMP_SPINCOUNT"] = "1000"
@@ -47,8 +48,17 @@ def short_openmp_spin() -> Iterator[None]:
         del os.environ["GOMP_SPINCOUNT"]
 
 
+def blas_threads() -> str:
+    """Whose threads run the products' parallel jobs: "openmp" (cygrad's OpenMP threads,
+    one pool with the element-wise loops) or "blas" (the BLAS library's own pool)."""
+    compiled = _backends.get("cython")
+    return compiled._linear.blas_threads() if compiled else "blas"
+
+
 try:
-    with short_openmp_spin():  # the compiled module loads libgomp
+    from . import _blas
+    # The compiled module loads libgomp.
+    with short_openmp_spin(needed=not _blas.jobs_will_run_on_openmp()):
         from . import cython as _compiled
     _backends["cython"] = _compiled
 except ImportError as exc:  # e.g. a source checkout used without building it

@@ -13,6 +13,11 @@ Fortran routines are named `scipy_sgemm_64_` and so on. Builds that link another
 Accelerate, a distribution's OpenBLAS) are not recognized, and SciPy's is used instead.
 CYGRAD_BLAS=scipy chooses SciPy's; CYGRAD_BLAS=numpy requires NumPy's (ImportError if it is
 not found).
+
+Either way, where the library offers it (OpenBLAS 0.3.28 and later),
+cygrad's kernels hand its parallel jobs to cygrad's OpenMP threads while they call it, so
+one pool of threads runs everything (csrc/_blas_threads.h says why).
+CYGRAD_BLAS_THREADS=blas leaves them on OpenBLAS's own pool.
 """
 from __future__ import annotations
 
@@ -28,8 +33,15 @@ ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv", "saxpy", "daxpy")
 # openblas64_ of older NumPy wheels.
 _SYMBOL_STYLES = (("scipy_", "_64_"), ("", "_64_"))
 _CONFIG_SYMBOLS = ("scipy_openblas_get_config64_", "openblas_get_config64_")
+# The setter of OpenBLAS's threading callback, as scipy-openblas64 (NumPy), then as
+# scipy-openblas32 (SciPy) and a plain OpenBLAS name it.
+_THREADS_SYMBOLS = ("scipy_openblas_set_threads_callback_function64_",
+                    "openblas_set_threads_callback_function")
+_CALLBACK_VARIABLE = "openblas_threads_callback_"
 ENV = "CYGRAD_BLAS"
 CHOICES = ("numpy", "scipy")
+THREADS_ENV = "CYGRAD_BLAS_THREADS"
+THREADS_CHOICES = ("openmp", "blas")
 _NOT_FOUND = (f"{ENV}=numpy: NumPy's 64-bit-integer OpenBLAS was not found (NumPy's wheels "
               "from 2.0 on ship it)")
 
@@ -58,6 +70,52 @@ def _routines(library: ctypes.CDLL) -> Optional[Tuple[int, ...]]:
             return tuple(ctypes.cast(getattr(library, name), ctypes.c_void_p).value
                          for name in names)
     return None
+
+
+def _env_choice(name: str, choices: Tuple[str, ...]) -> str:
+    wanted = os.environ.get(name, "").strip().lower()
+    if wanted and wanted not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {wanted!r}")
+    return wanted
+
+
+def threads_setter(path: str) -> int:
+    """The address of the threading-callback setter of the OpenBLAS at `path`, or 0 where
+    it has none, where someone else has already installed a callback (theirs stays), or
+    where CYGRAD_BLAS_THREADS=blas."""
+    if _env_choice(THREADS_ENV, THREADS_CHOICES) == "blas":
+        return 0
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return 0
+    setter = next((getattr(library, s) for s in _THREADS_SYMBOLS if hasattr(library, s)), None)
+    if setter is None:
+        return 0
+    if hasattr(library, _CALLBACK_VARIABLE):
+        if ctypes.c_void_p.in_dll(library, _CALLBACK_VARIABLE).value:
+            return 0
+    return ctypes.cast(setter, ctypes.c_void_p).value or 0
+
+
+def jobs_will_run_on_openmp() -> bool:
+    """Whether `select` will find a BLAS whose jobs cygrad's OpenMP threads can run; known
+    before the compiled module (and OpenMP) loads, for backends.short_openmp_spin."""
+    if _env_choice(ENV, CHOICES) == "scipy":
+        return False  # SciPy's may offer it too, but finding out means importing SciPy
+    found = find_numpy_blas()
+    return bool(found and threads_setter(found[0]))
+
+
+def _scipy_library_files() -> list:
+    """SciPy's bundled OpenBLAS: scipy.libs/ beside the package, or scipy/.dylibs/."""
+    import scipy
+
+    package = os.path.dirname(scipy.__file__)
+    folders = (os.path.join(os.path.dirname(package), "scipy.libs"),
+               os.path.join(package, ".dylibs"))
+    return sorted(path for folder in folders
+                  for path in glob.glob(os.path.join(folder, "*openblas*")))
 
 
 def find_numpy_blas() -> Optional[Tuple[str, Tuple[int, ...]]]:
@@ -113,27 +171,32 @@ def find_scipy_blas() -> Tuple[int, ...]:
     return tuple(addresses)
 
 
+def _use_numpy(linear, found: Tuple[str, Tuple[int, ...]]) -> None:
+    path, addresses = found
+    linear.use_blas("numpy", addresses, True, threads_setter(path))
+
+
 def use(linear, name: str) -> None:
     """Point `linear` at NumPy's ("numpy") or SciPy's ("scipy") BLAS, unchecked."""
     if name == "numpy":
         found = find_numpy_blas()
         if found is None:
             raise ImportError(_NOT_FOUND)
-        linear.use_blas("numpy", found[1], True)
+        _use_numpy(linear, found)
     else:
-        linear.use_blas("scipy", find_scipy_blas(), False)
+        addresses = find_scipy_blas()  # imports SciPy; its library is then loaded
+        setters = [threads_setter(path) for path in _scipy_library_files()]
+        linear.use_blas("scipy", addresses, False, next((s for s in setters if s), 0))
 
 
 def select(linear) -> str:
     """Point the compiled module `linear` at NumPy's BLAS, unless CYGRAD_BLAS says
     otherwise or it cannot be found, else at SciPy's; returns the name in use."""
-    wanted = os.environ.get(ENV, "").strip().lower()
-    if wanted and wanted not in CHOICES:
-        raise ValueError(f"{ENV}: expected one of {', '.join(CHOICES)}, got {wanted!r}")
+    wanted = _env_choice(ENV, CHOICES)
     if wanted != "scipy":
         found = find_numpy_blas()
         if found:
-            linear.use_blas("numpy", found[1], True)
+            _use_numpy(linear, found)
             if _agrees(linear):
                 return "numpy"
         if wanted == "numpy":

@@ -39,22 +39,26 @@ from typing import Optional, Tuple
 
 from .. import backends, kernels
 
-# PyTorch's Linux wheels bundle their own GNU OpenMP, which reads how long its idle threads
-# busy-wait when torch is imported. Left at its default, PyTorch's threads spin after every
-# op of its own and take the cores cygrad's BLAS threads need: measured on 2 cores,
-# 784-256-10 at batch 64, 8.2 ms a step instead of 0.5 ms
-# (`python benchmarks/interference.py torch-order`). So torch loads with the short spin;
-# if it was loaded before, it is too late, and the user is told.
+# PyTorch's Linux wheels bundle GNU OpenMP, which cygrad shares (one libgomp.so.1 per
+# process), and cygrad's products hand their parallel jobs to those same OpenMP threads: one
+# pool runs PyTorch's ops and cygrad's kernels, and whichever runs next finds it awake.
+# With a BLAS that keeps its own pool (OpenBLAS before 0.3.28, CYGRAD_BLAS_THREADS=blas),
+# PyTorch's idle threads, left at their default long busy-wait, take the cores that pool
+# needs: measured on 2 cores, 784-256-10 at batch 64, 8.2 ms a step instead of 0.5 ms
+# (`python benchmarks/interference.py torch-order`). Then torch loads with a short spin,
+# and if it was loaded before, it is too late and the user is told.
 _torch_loaded_before = "torch" in sys.modules
-with backends.short_openmp_spin():
+_two_pools = backends.blas_threads() != "openmp"
+with backends.short_openmp_spin(needed=_two_pools):
     import torch
-if _torch_loaded_before and sys.platform.startswith("linux") and \
+if _two_pools and _torch_loaded_before and sys.platform.startswith("linux") and \
         not backends.user_chose_openmp_wait():
     warnings.warn(
-        "cygrad.interop.torch: torch was imported first, so PyTorch's OpenMP threads spin "
-        "long after each op and take the cores cygrad's BLAS threads need (a training step "
-        "can run 10x slower). Import cygrad.interop.torch before torch, or start Python "
-        "with GOMP_SPINCOUNT=1000 in the environment.", RuntimeWarning, stacklevel=2)
+        "cygrad.interop.torch: torch was imported first, and this BLAS runs products on "
+        "threads of its own, so PyTorch's OpenMP threads spin long after each op and take "
+        "the cores the BLAS threads need (a training step can run 10x slower). Import "
+        "cygrad.interop.torch before torch, or start Python with GOMP_SPINCOUNT=1000 in the "
+        "environment.", RuntimeWarning, stacklevel=2)
 
 __all__ = ["LinearFunction", "SigmoidFunction", "linear", "sigmoid", "Linear", "Sigmoid",
            "cygradify"]

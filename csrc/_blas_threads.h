@@ -1,0 +1,125 @@
+/* The products' threads: OpenBLAS's parallel jobs run on this module's OpenMP threads.
+
+   Why: OpenBLAS keeps a pool of its own threads, which busy-wait for ~0.1 s after each
+   product, while OpenMP (cygrad's element-wise loops, and PyTorch's ops when PyTorch shares
+   the GNU OpenMP runtime, as its Linux wheels do) keeps another. Two pools on the same
+   cores take turns badly: on 2 cores a cygrad product and a 200K-element PyTorch add, in
+   turn, took 177-203 us a pair against 135 us on one pool; alone they take 120 and 8 us
+   (benchmarks/interference.py pools). OpenBLAS (0.3.28 and later) lets its caller run the
+   jobs instead; cygrad hands them to OpenMP, so there is one pool, and whoever runs next
+   finds its threads awake.
+
+   Scope: the callback is installed only while a cygrad kernel calls BLAS (a counter keeps it
+   while calls from several threads overlap), so NumPy's own products keep OpenBLAS's pool.
+   A NumPy product that starts in another thread during that window runs on OpenMP too,
+   with the same result.
+
+   The jobs of one product wait for one another, so all of them must run at once: an OpenMP
+   team of exactly that size, which GNU OpenMP guarantees outside any active parallel region
+   with dynamic adjustment off; anywhere else they get threads of their own. A forked child
+   never uses the callback: GNU OpenMP's pool does not survive fork (it hangs), OpenBLAS's
+   does. */
+#ifndef CYGRAD_BLAS_THREADS_H
+#define CYGRAD_BLAS_THREADS_H
+
+#include <stddef.h>
+
+typedef void (*cg_dojob_t)(int job, void *jobs, int data);
+typedef void (*cg_threads_callback_t)(int sync, cg_dojob_t dojob, int njobs, size_t size,
+                                      void *jobs, int data);
+typedef void (*cg_set_callback_t)(cg_threads_callback_t callback);
+
+#if defined(_OPENMP) && !defined(_WIN32)
+#include <omp.h>
+#include <pthread.h>
+#define CG_BLAS_THREADS 1
+
+static cg_set_callback_t cg_set_callback = NULL;
+static int cg_callback_users = 0;
+static int cg_forked = 0;
+
+typedef struct { cg_dojob_t dojob; char *job; int index, data; } cg_job_t;
+
+static void *cg_run_job(void *arg) {
+    cg_job_t *j = (cg_job_t *)arg;
+    j->dojob(j->index, j->job, j->data);
+    return NULL;
+}
+
+static int cg_team_guaranteed(int n) {
+    return omp_get_active_level() == 0 && omp_get_max_active_levels() >= 1 &&
+           !omp_get_dynamic() && omp_get_thread_limit() >= n;
+}
+
+static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jobs,
+                        int data) {
+    char *first = (char *)jobs;
+    (void)sync;  /* OpenBLAS only calls with sync = 1: return when every job is done */
+    if (n <= 1) {
+        if (n == 1) dojob(0, first, data);
+        return;
+    }
+    if (cg_team_guaranteed(n)) {
+        #pragma omp parallel num_threads(n)
+        {
+            int i = omp_get_thread_num();
+            dojob(i, first + (size_t)i * size, data);
+        }
+        return;
+    }
+    {
+        cg_job_t job[n];
+        pthread_t thread[n];
+        int started[n];
+        int i;
+        for (i = 0; i < n; i++) {
+            job[i].dojob = dojob; job[i].job = first + (size_t)i * size;
+            job[i].index = i; job[i].data = data;
+        }
+        for (i = 1; i < n; i++)
+            started[i] = pthread_create(&thread[i], NULL, cg_run_job, &job[i]) == 0;
+        cg_run_job(&job[0]);
+        for (i = 1; i < n; i++) {
+            if (started[i]) pthread_join(thread[i], NULL);
+            else cg_run_job(&job[i]);  /* out of threads: the last resort */
+        }
+    }
+}
+
+static void cg_after_fork_in_child(void) {
+    cg_forked = 1;
+    cg_callback_users = 0;
+    if (cg_set_callback) cg_set_callback(NULL);  /* inherited from a call in flight */
+}
+
+/* Use `setter` (OpenBLAS's openblas_set_threads_callback_function), or NULL for none. */
+static void cg_blas_threads_use(void *setter) {
+    static int watching = 0;
+    if (!watching) watching = pthread_atfork(NULL, NULL, cg_after_fork_in_child) == 0;
+    cg_set_callback = watching ? (cg_set_callback_t)setter : NULL;
+}
+
+static int cg_blas_threads_in_use(void) { return cg_set_callback != NULL && !cg_forked; }
+
+/* Around each BLAS call: returns whether begin installed, for the matching end. */
+static int cg_blas_threads_begin(void) {
+    if (!cg_blas_threads_in_use()) return 0;
+    if (__atomic_fetch_add(&cg_callback_users, 1, __ATOMIC_ACQ_REL) == 0)
+        cg_set_callback(cg_run_jobs);
+    return 1;
+}
+
+static void cg_blas_threads_end(int began) {
+    if (began && __atomic_sub_fetch(&cg_callback_users, 1, __ATOMIC_ACQ_REL) == 0)
+        cg_set_callback(NULL);
+}
+
+#else  /* no OpenMP (or Windows): OpenBLAS keeps its own threads */
+#define CG_BLAS_THREADS 0
+static void cg_blas_threads_use(void *setter) { (void)setter; }
+static int cg_blas_threads_in_use(void) { return 0; }
+static int cg_blas_threads_begin(void) { return 0; }
+static void cg_blas_threads_end(int began) { (void)began; }
+#endif
+
+#endif
