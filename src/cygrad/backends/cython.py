@@ -21,6 +21,20 @@ _blas.select(_linear)  # NumPy's own BLAS where found (one thread pool), else Sc
 Array = np.ndarray
 name = "cython"
 
+# The common call (fresh outputs, C-contiguous 2-D arrays of one dtype) goes straight to the
+# compiled function, whose own checks are complete and run before anything is written; a
+# call they refuse takes the full path below, which copies a strided input or raises the
+# friendly error. This saves ~1 us a call: at batch 64 the adapters make six a step.
+_REFUSED = (TypeError, ValueError)
+
+
+def _is_matrix(a: object) -> bool:
+    return a.__class__ is np.ndarray and a.ndim == 2
+
+
+def _is_bool(flag: object) -> bool:
+    return flag is True or flag is False
+
 
 def _contiguous(a: Array) -> Array:
     """`a`, or an aligned C-ordered copy of it: what the BLAS module takes."""
@@ -40,6 +54,13 @@ def detach_inputs(inputs: tuple, outputs: tuple, elementwise: bool = False) -> t
 
 def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
     """sigmoid(x) = 1 / (1 + exp(-x)), overflow-free for any x; NaN stays NaN."""
+    if out is None and x.__class__ is np.ndarray:
+        out = np.empty(x.shape, x.dtype)
+        try:
+            _elementwise.sigmoid_forward(x, out)
+            return out
+        except _REFUSED:
+            out = None
     out = _checks.sigmoid_forward_args(x, out)
     if out is None:
         out = np.empty(x.shape, x.dtype)
@@ -52,6 +73,14 @@ def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
 def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
                      accumulate: bool = False) -> Array:
     """out (+)= grad_out * y * (1 - y), where y = sigmoid(x)."""
+    if out is None and accumulate is False and grad_out.__class__ is np.ndarray and \
+            y.__class__ is np.ndarray and y.shape == grad_out.shape:
+        out = np.empty(grad_out.shape, grad_out.dtype)
+        try:
+            _elementwise.sigmoid_backward(grad_out, y, out, False)
+            return out
+        except _REFUSED:
+            out = None
     out = _checks.sigmoid_backward_args(grad_out, y, out, accumulate)
     if out is None:
         out, accumulate = np.empty(grad_out.shape, grad_out.dtype), False
@@ -76,6 +105,13 @@ def bias_backward(grad_out: Array, out: Optional[Array] = None,
 def linear_forward(x: Array, w: Array, b: Optional[Array] = None,
                    out: Optional[Array] = None) -> Array:
     """out = x @ w.T + b, with x of shape (..., in_features) and w (out_features, in_features)."""
+    if out is None and _is_matrix(x) and _is_matrix(w):
+        out = np.empty((x.shape[0], w.shape[0]), x.dtype)
+        try:
+            _linear.linear_forward(x, w, b, out)
+            return out
+        except _REFUSED:
+            out = None
     out = _checks.linear_forward_args(x, w, b, out)
     if out is None:
         out = np.empty(x.shape[:-1] + (w.shape[0],), x.dtype)
@@ -101,6 +137,20 @@ def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array]
                     need_grad_w: bool = True, need_grad_b: bool = True
                     ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]:
     """grad_x (+)= grad_out @ w, grad_w (+)= grad_out.T @ x, grad_b (+)= grad_out.sum(0)."""
+    if grad_x is None and grad_w is None and grad_b is None and accumulate is False and \
+            _is_bool(need_grad_x) and _is_bool(need_grad_w) and _is_bool(need_grad_b) and \
+            _is_matrix(grad_out) and _is_matrix(x) and _is_matrix(w):
+        dtype = x.dtype
+        grad_x = np.empty(x.shape, dtype) if need_grad_x else None
+        grad_w = np.empty(w.shape, dtype) if need_grad_w else None
+        try:
+            _linear.linear_backward(grad_out, x, w, grad_x, grad_w, False)
+            if need_grad_b:  # grad_out passed the checks above: this cannot refuse
+                grad_b = np.empty(w.shape[:1], dtype)
+                _linear.bias_backward(grad_out, grad_b, False)
+            return grad_x, grad_w, grad_b
+        except _REFUSED:
+            grad_x = grad_w = grad_b = None
     given = _checks.linear_backward_args(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
                                          need_grad_x, need_grad_w, need_grad_b)
     grad_out, x, w = detach_inputs((grad_out, x, w), given)
