@@ -65,6 +65,7 @@ __all__ = ["LinearFunction", "SigmoidFunction", "linear", "sigmoid", "Linear", "
 
 Tensor = torch.Tensor
 _DTYPES = (torch.float32, torch.float64)
+_STRIDED = torch.strided
 
 def _checked(t: object, name: str, like: Optional[Tensor] = None) -> Tensor:
     """`t`, after checking it is a tensor cygrad's kernels can read."""
@@ -92,18 +93,13 @@ def _wrap(a) -> Optional[Tensor]:
     return None if a is None else torch.from_numpy(a)
 
 
-class LinearFunction(torch.autograd.Function):
-    """`y = x @ w.T + b` on cygrad's kernels; x (..., in_features), w (out_features,
-    in_features), b (out_features,) or None. Strict about inputs (see the module
-    docstring); errors name the arguments x, w, b, as the kernels do."""
+class _Linear(torch.autograd.Function):
+    """LinearFunction without its checks, for `linear`, which has made them already."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
-        _checked(x, "x")
-        _checked(w, "w", like=x)
-        b_array = None if b is None else _array(_checked(b, "b", like=x))
         ctx.arrays = _array(x), _array(w)  # views, so the backward need not convert again
-        y = kernels.linear_forward(*ctx.arrays, b_array)
+        y = kernels.linear_forward(*ctx.arrays, None if b is None else _array(b))
         # The inputs themselves: PyTorch then catches an in-place change before backward,
         # and a create_graph backward can differentiate through them.
         ctx.save_for_backward(x, w)
@@ -126,13 +122,26 @@ class LinearFunction(torch.autograd.Function):
         return tuple(_wrap(g) for g in grads)
 
 
-class SigmoidFunction(torch.autograd.Function):
-    """`y = 1 / (1 + exp(-x))` on cygrad's kernels; the backward reuses `y` (no second
-    exp). Strict about inputs (see the module docstring)."""
+class LinearFunction(_Linear):
+    """`y = x @ w.T + b` on cygrad's kernels; x (..., in_features), w (out_features,
+    in_features), b (out_features,) or None. Strict about inputs (see the module
+    docstring); errors name the arguments x, w, b, as the kernels do."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
+        _checked(x, "x")
+        _checked(w, "w", like=x)
+        if b is not None:
+            _checked(b, "b", like=x)
+        return _Linear.forward(ctx, x, w, b)
+
+
+class _Sigmoid(torch.autograd.Function):
+    """SigmoidFunction without its check, for `sigmoid`, which has made it already."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        ctx.y = kernels.sigmoid_forward(_array(_checked(x, "x")))
+        ctx.y = kernels.sigmoid_forward(_array(x))
         y = torch.from_numpy(ctx.y)
         ctx.save_for_backward(y)
         return y
@@ -143,6 +152,15 @@ class SigmoidFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: the formula, differentiable
             return grad_out * y * (1 - y)
         return torch.from_numpy(kernels.sigmoid_backward(_array(grad_out), ctx.y))
+
+
+class SigmoidFunction(_Sigmoid):
+    """`y = 1 / (1 + exp(-x))` on cygrad's kernels; the backward reuses `y` (no second
+    exp). Strict about inputs (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return _Sigmoid.forward(ctx, _checked(x, "x"))
 
 
 # Only PyTorch 2.13 is tested; these two keep the extra's floor (torch>=2.1) importable.
@@ -164,10 +182,13 @@ def _runs_natively(*tensors: Optional[Tensor]) -> bool:
     if _cpu_autocast():
         return True  # autocast would run nn.Linear in bfloat16; keep its behaviour
     dtype = tensors[0].dtype if isinstance(tensors[0], Tensor) else None
-    return dtype not in _DTYPES or any(
-        t is not None and (not isinstance(t, Tensor) or t.dtype != dtype
-                           or not t.is_cpu or t.layout is not torch.strided)
-        for t in tensors)
+    if dtype not in _DTYPES:
+        return True
+    for t in tensors:  # a plain loop: this runs on every call of a converted model
+        if t is not None and (not isinstance(t, Tensor) or t.dtype != dtype
+                              or not t.is_cpu or t.layout is not _STRIDED):
+            return True
+    return False
 
 
 @torch.jit.unused
@@ -176,7 +197,7 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
     kernels for CPU float32/float64 tensors of one dtype, else by PyTorch itself."""
     if _runs_natively(x, w, b):
         return torch.nn.functional.linear(x, w, b)
-    return LinearFunction.apply(x, w, b)
+    return _Linear.apply(x, w, b)
 
 
 @torch.jit.unused
@@ -185,7 +206,7 @@ def sigmoid(x: Tensor) -> Tensor:
     float32/float64 tensors, else by PyTorch itself."""
     if _runs_natively(x):
         return torch.sigmoid(x)
-    return SigmoidFunction.apply(x)
+    return _Sigmoid.apply(x)
 
 
 class Linear(torch.nn.Linear):
