@@ -11,10 +11,10 @@ One group per (batch, hidden) size; read a group's table across:
 Each engine runs with its default threads (recorded in extra_info). Before timing, one step
 with cygrad swapped in is checked against one step on the engine's own ops.
 
-The adapter loads torch with a short OpenMP spin, which cygrad's BLAS threads need (see
-cygrad/interop/torch.py), so the `torch` rows run with it too. Without the adapter, torch's
-own default spin makes it about 10% faster at 64/256:
-`python benchmarks/interference.py torch-order` measures both.
+PyTorch runs at its own default OpenMP settings in both torch rows: cygrad's products hand
+their jobs to the OpenMP threads PyTorch shares (see csrc/_blas_threads.h), so nothing
+needs changing. `python benchmarks/interference.py torch-order` compares the import orders
+and the products on OpenBLAS's own threads.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _data(batch: int) -> Tuple[np.ndarray, np.ndarray]:
 def _torch_step(batch: int, hidden: int, swap: bool):
     if importlib.util.find_spec("torch") is None:
         pytest.skip("PyTorch not installed")
-    from cygrad.interop.torch import cygradify  # before torch: it sets torch's OpenMP spin
+    from cygrad.interop.torch import cygradify  # first: see interference.py torch-order
     import torch
 
     torch.manual_seed(0)

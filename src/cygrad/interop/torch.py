@@ -44,7 +44,7 @@ from .. import backends, kernels
 # pool runs PyTorch's ops and cygrad's kernels, and whichever runs next finds it awake.
 # With a BLAS that keeps its own pool (OpenBLAS before 0.3.28, CYGRAD_BLAS_THREADS=blas),
 # PyTorch's idle threads, left at their default long busy-wait, take the cores that pool
-# needs: measured on 2 cores, 784-256-10 at batch 64, 8.2 ms a step instead of 0.5 ms
+# needs: measured on 2 cores, 784-256-10 at batch 64, 7.8 ms a step instead of 0.44 ms
 # (`python benchmarks/interference.py torch-order`). Then torch loads with a short spin,
 # and if it was loaded before, it is too late and the user is told.
 _torch_loaded_before = "torch" in sys.modules
