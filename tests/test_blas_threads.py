@@ -162,3 +162,87 @@ def test_a_callback_someone_else_installed_is_left_alone():
         """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "0"]
+
+
+# A probe of csrc/_blas_threads.h on its own: a stand-in OpenBLAS whose jobs wait for one
+# another, as a product's jobs do, so they finish only if they all run at once.
+PROBE = r"""
+#include <stdio.h>
+#include "_blas_threads.h"
+
+static cg_threads_callback_t installed = NULL;
+static void set_callback(cg_threads_callback_t callback) { installed = callback; }
+
+#define JOBS 4
+static volatile int arrived[JOBS];
+static int done[JOBS];
+
+static void job(int index, void *data, int extra) {
+    int i = *(int *)data, all, spins = 0;
+    (void)index; (void)extra;
+    __atomic_store_n(&arrived[i], 1, __ATOMIC_SEQ_CST);
+    do {  /* wait for every other job: a team smaller than JOBS never gets past here */
+        all = 1;
+        for (int j = 0; j < JOBS; j++) all &= __atomic_load_n(&arrived[j], __ATOMIC_SEQ_CST);
+    } while (!all && ++spins < 200000000);
+    done[i] = all;
+}
+
+static int run(void) {
+    int data[JOBS], ok = 1;
+    for (int i = 0; i < JOBS; i++) { data[i] = i; arrived[i] = 0; done[i] = 0; }
+    int began = cg_blas_threads_begin();
+    if (!installed) return -1;  /* OpenBLAS would use its own threads */
+    installed(1, job, JOBS, sizeof(int), data, 0);
+    cg_blas_threads_end(began);
+    for (int i = 0; i < JOBS; i++) ok &= done[i];
+    return ok;
+}
+
+int main(void) {
+    cg_blas_threads_use((void *)set_callback);
+    printf("%d %d\n", cg_blas_threads_in_use(), run());      /* an OpenMP team */
+    printf("%d\n", installed == NULL);                       /* removed after the call */
+#ifdef _OPENMP
+    int nested = 0;
+    #pragma omp parallel num_threads(2)
+    {
+        #pragma omp master
+        nested = run();  /* inside an active region: threads of its own */
+    }
+    printf("%d\n", nested);
+#else
+    printf("1\n");
+#endif
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "no-openmp"])
+def test_the_threads_header_runs_every_job_at_once(tmp_path, openmp):
+    """Run with OpenMP, the jobs of one call all finish (so they ran concurrently), both on
+    an OpenMP team and, inside an active parallel region, on threads of their own; the
+    callback is installed only during the call. Without OpenMP the header compiles to
+    stubs that leave the BLAS's own threading alone."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    header_dir = Path(__file__).resolve().parents[1] / "csrc"
+    assert (header_dir / "_blas_threads.h").is_file(), "csrc/ ships with the tests (sdist)"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) to build the probe with")
+    source, program = tmp_path / "probe.c", tmp_path / "probe"
+    source.write_text(PROBE)
+    flags = ["-fopenmp", "-pthread"] if openmp else []
+    build = subprocess.run([cc, *flags, "-O1", "-Wall", "-Werror", "-Wno-unused-function",
+                            f"-I{header_dir}", str(source), "-o", str(program)],
+                           capture_output=True, text=True)
+    if openmp and build.returncode != 0 and "openmp" in build.stderr.lower():
+        pytest.skip(f"{cc} has no OpenMP")
+    assert build.returncode == 0, build.stderr
+    lines = subprocess.run([str(program)], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.split()
+    assert lines == (["1", "1", "1", "1"] if openmp else ["0", "-1", "1", "1"])
