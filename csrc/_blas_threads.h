@@ -18,11 +18,14 @@
    team of exactly that size, which GNU OpenMP guarantees outside any active parallel region
    with dynamic adjustment off; anywhere else they get threads of their own. A forked child
    never uses the callback: GNU OpenMP's pool does not survive fork (it hangs), OpenBLAS's
-   does. */
+   does.
+
+   The team comes from the OpenMP runtime _threads.h says is in use. */
 #ifndef CYGRAD_BLAS_THREADS_H
 #define CYGRAD_BLAS_THREADS_H
 
 #include <stddef.h>
+#include "_threads.h"
 
 typedef void (*cg_dojob_t)(int job, void *jobs, int data);
 typedef void (*cg_threads_callback_t)(int sync, cg_dojob_t dojob, int njobs, size_t size,
@@ -30,9 +33,7 @@ typedef void (*cg_threads_callback_t)(int sync, cg_dojob_t dojob, int njobs, siz
 typedef void (*cg_set_callback_t)(cg_threads_callback_t callback);
 
 #if defined(_OPENMP) && !defined(_WIN32)
-#include <omp.h>
 #include <pthread.h>
-#define CG_BLAS_THREADS 1
 
 static cg_set_callback_t cg_set_callback = NULL;
 static int cg_callback_users = 0;
@@ -46,9 +47,11 @@ static void *cg_run_job(void *arg) {
     return NULL;
 }
 
-static int cg_team_guaranteed(int n) {
-    return omp_get_active_level() == 0 && omp_get_max_active_levels() >= 1 &&
-           !omp_get_dynamic() && omp_get_thread_limit() >= n;
+typedef struct { cg_dojob_t dojob; char *first; size_t size; int data; } cg_jobs_t;
+
+static void cg_run_one(void *arg, int i) {
+    cg_jobs_t *jobs = (cg_jobs_t *)arg;
+    jobs->dojob(i, jobs->first + (size_t)i * jobs->size, jobs->data);
 }
 
 static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jobs,
@@ -60,11 +63,8 @@ static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jo
         return;
     }
     if (cg_team_guaranteed(n)) {
-        #pragma omp parallel num_threads(n)
-        {
-            int i = omp_get_thread_num();
-            dojob(i, first + (size_t)i * size, data);
-        }
+        cg_jobs_t all = {dojob, first, size, data};
+        cg_parallel(n, cg_run_one, &all);
         return;
     }
     {
@@ -115,7 +115,6 @@ static void cg_blas_threads_end(int began) {
 }
 
 #else  /* no OpenMP (or Windows): OpenBLAS keeps its own threads */
-#define CG_BLAS_THREADS 0
 static void cg_blas_threads_use(void *setter) { (void)setter; }
 static int cg_blas_threads_in_use(void) { return 0; }
 static int cg_blas_threads_begin(void) { return 0; }

@@ -8,7 +8,6 @@ safe), and copy an input that is strided or unaligned; backends/cython.py has al
 given the friendly errors.
 """
 cimport numpy as cnp
-from cython.parallel cimport prange
 
 cnp.import_array()
 
@@ -16,6 +15,9 @@ cdef extern from "_threads.h":
     int cg_openmp_enabled() noexcept nogil
     int cg_default_threads() noexcept nogil
     int cg_on_fork_in_child(void (*handler)() noexcept nogil) noexcept nogil
+    ctypedef void (*cg_task_t)(void* data, int i) noexcept nogil
+    void cg_parallel(int n, cg_task_t body, void* data) noexcept nogil
+    void cg_use_openmp_runtime(void* const* fns) noexcept nogil
 
 cdef extern from "_sigmoid.h":
     # The forward's exp, in C so that it vectorizes (see the header).
@@ -59,6 +61,20 @@ cg_on_fork_in_child(_after_fork_in_child)
 def openmp_enabled() -> bool:
     """Was this module compiled with OpenMP?"""
     return bool(cg_openmp_enabled())
+
+
+def use_openmp_runtime(addresses) -> None:
+    """Run the parallel loops on another OpenMP runtime from now on, given the integer
+    addresses of its OPENMP_ENTRY_POINTS (backends/_blas.py; _threads.h says when). Not
+    while kernels run."""
+    cdef void* fns[7]
+    if addresses is None or len(addresses) != 7 or not all(
+            isinstance(p, int) and p > 0 for p in addresses):
+        raise ValueError("addresses: expected seven nonzero int addresses, those of "
+                         "GOMP_parallel and the omp_get_* queries _threads.h uses")
+    for i in range(7):
+        fns[i] = <void*><size_t>addresses[i]
+    cg_use_openmp_runtime(fns)
 
 
 def get_num_threads() -> int:
@@ -113,33 +129,72 @@ cdef inline void _dsigmoid_chunk(const real* g, const real* y, real* out, Py_ssi
         cg_sigmoid_backward_d(g, y, out, n, accumulate)
 
 
+# The parallel loops: one contiguous chunk per thread, so each runs the vectorized loop.
+# A chunk is a task of cg_parallel (_threads.h), which runs them on the OpenMP runtime in
+# use; the arrays travel as a struct, the dtype as the choice of task function.
+ctypedef struct Chunks:
+    const void* a
+    const void* b
+    void* out
+    Py_ssize_t n, chunk
+    bint accumulate
+
+
+cdef inline Py_ssize_t _chunk_start(Chunks* c, int i, Py_ssize_t* length) noexcept nogil:
+    cdef Py_ssize_t start = i * c.chunk
+    length[0] = min(c.chunk, c.n - start) if start < c.n else 0
+    return start
+
+
+cdef void _forward_task_f(void* data, int i) noexcept nogil:
+    cdef Chunks* c = <Chunks*>data
+    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
+    if length > 0:
+        cg_sigmoid_f(<const float*>c.a + start, <float*>c.out + start, length)
+
+
+cdef void _forward_task_d(void* data, int i) noexcept nogil:
+    cdef Chunks* c = <Chunks*>data
+    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
+    if length > 0:
+        cg_sigmoid_d(<const double*>c.a + start, <double*>c.out + start, length)
+
+
+cdef void _backward_task_f(void* data, int i) noexcept nogil:
+    cdef Chunks* c = <Chunks*>data
+    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
+    if length > 0:
+        cg_sigmoid_backward_f(<const float*>c.a + start, <const float*>c.b + start,
+                              <float*>c.out + start, length, c.accumulate)
+
+
+cdef void _backward_task_d(void* data, int i) noexcept nogil:
+    cdef Chunks* c = <Chunks*>data
+    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
+    if length > 0:
+        cg_sigmoid_backward_d(<const double*>c.a + start, <const double*>c.b + start,
+                              <double*>c.out + start, length, c.accumulate)
+
+
 cdef void _sigmoid_forward(const real* x, real* out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t chunk, start, c, nchunks
+    cdef Chunks c
     if n < PARALLEL_MIN or num_threads == 1:
         _sigmoid_chunk(x, out, n)
-    else:
-        # One contiguous chunk per thread, so each runs the vectorized loop.
-        nchunks = num_threads
-        chunk = (n + nchunks - 1) // nchunks
-        for c in prange(nchunks, schedule="static", num_threads=num_threads):
-            start = c * chunk
-            if start < n:
-                _sigmoid_chunk(x + start, out + start, min(chunk, n - start))
+        return
+    c.a, c.b, c.out, c.n, c.accumulate = x, NULL, out, n, False
+    c.chunk = (n + num_threads - 1) // num_threads
+    cg_parallel(num_threads, _forward_task_f if real is float else _forward_task_d, &c)
 
 
 cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t n,
                             bint accumulate) noexcept nogil:
-    cdef Py_ssize_t chunk, start, c, nchunks
+    cdef Chunks c
     if n < PARALLEL_MIN or num_threads == 1:
         _dsigmoid_chunk(g, y, out, n, accumulate)
-    else:
-        nchunks = num_threads
-        chunk = (n + nchunks - 1) // nchunks
-        for c in prange(nchunks, schedule="static", num_threads=num_threads):
-            start = c * chunk
-            if start < n:
-                _dsigmoid_chunk(g + start, y + start, out + start, min(chunk, n - start),
-                                accumulate)
+        return
+    c.a, c.b, c.out, c.n, c.accumulate = g, y, out, n, accumulate
+    c.chunk = (n + num_threads - 1) // num_threads
+    cg_parallel(num_threads, _backward_task_f if real is float else _backward_task_d, &c)
 
 
 def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):

@@ -199,8 +199,7 @@ static int run(void) {
     return ok;
 }
 
-int main(void) {
-    cg_blas_threads_use((void *)set_callback);
+static void both(void) {
     printf("%d %d\n", cg_blas_threads_in_use(), run());      /* an OpenMP team */
     printf("%d\n", installed == NULL);                       /* removed after the call */
 #ifdef _OPENMP
@@ -214,6 +213,24 @@ int main(void) {
 #else
     printf("1\n");
 #endif
+}
+
+#ifdef _OPENMP
+void GOMP_parallel(void (*)(void *), void *, unsigned, unsigned);
+#endif
+
+int main(void) {
+    cg_blas_threads_use((void *)set_callback);
+    both();
+#ifdef _OPENMP
+    /* The same runtime again, reached through the entry points the torch adapter passes. */
+    void *fns[7] = {(void *)GOMP_parallel, (void *)omp_get_thread_num,
+                    (void *)omp_get_num_threads, (void *)omp_get_active_level,
+                    (void *)omp_get_max_active_levels, (void *)omp_get_dynamic,
+                    (void *)omp_get_thread_limit};
+    cg_use_openmp_runtime(fns);
+#endif
+    both();
     return 0;
 }
 """
@@ -223,8 +240,9 @@ int main(void) {
 def test_the_threads_header_runs_every_job_at_once(tmp_path, openmp):
     """Run with OpenMP, the jobs of one call all finish (so they ran concurrently), both on
     an OpenMP team and, inside an active parallel region, on threads of their own; the
-    callback is installed only during the call. Without OpenMP the header compiles to
-    stubs that leave the BLAS's own threading alone."""
+    callback is installed only during the call. The same holds with the team started
+    through another runtime's entry points (cg_use_openmp_runtime). Without OpenMP the
+    header compiles to stubs that leave the BLAS's own threading alone."""
     import shutil
     import sysconfig
     from pathlib import Path
@@ -245,4 +263,45 @@ def test_the_threads_header_runs_every_job_at_once(tmp_path, openmp):
     assert build.returncode == 0, build.stderr
     lines = subprocess.run([str(program)], capture_output=True, text=True, timeout=60,
                            check=True).stdout.split()
-    assert lines == (["1", "1", "1", "1"] if openmp else ["0", "-1", "1", "1"])
+    assert lines == (["1", "1", "1", "1"] if openmp else ["0", "-1", "1", "1"]) * 2
+
+
+def test_use_openmp_runtime_rejects_bad_addresses():
+    for module in (_elementwise, _linear):
+        for bad in (None, (1, 2, 3), (0,) * 7, ("a",) * 7):
+            with pytest.raises(ValueError, match="seven nonzero int addresses"):
+                module.use_openmp_runtime(bad)
+
+
+OTHER_RUNTIME = """
+    import ctypes, shutil
+    import numpy as np
+    import cygrad
+    from cygrad import _elementwise, _linear, kernels
+    from cygrad.backends import _blas
+    cygrad.set_num_threads(2)  # parallel loops even on one core
+    ours = [l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l]
+    copy = shutil.copy(ours[0], {tmp!r} + "/libgomp-copy.so.1")
+    ctypes.CDLL(copy)  # a file of its own: a second, separate OpenMP runtime
+    theirs = _blas.openmp_entry_points(copy)
+    assert theirs[1] != _blas.openmp_entry_points(_linear.__file__)[1]
+    _elementwise.use_openmp_runtime(theirs)
+    _linear.use_openmp_runtime(theirs)
+    rng = np.random.default_rng(0)
+    s, x, w = rng.random(1 << 20), rng.random((300, 500)), rng.random((400, 500))
+    print(np.allclose(kernels.sigmoid_forward(s), 1 / (1 + np.exp(-s))),
+          np.allclose(kernels.sigmoid_backward(s, s), s * s * (1 - s)),
+          np.allclose(kernels.linear_forward(x, w), x @ w.T))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@pytest.mark.skipif(not _elementwise.openmp_enabled(), reason="a build without OpenMP")
+def test_loops_and_products_run_on_another_openmp_runtime(tmp_path):
+    """What the torch adapter does where PyTorch's OpenMP runtime is not cygrad's: every
+    parallel region of cygrad's starts on the other runtime's team, with the same results.
+    The other runtime here is a second copy of cygrad's own libgomp."""
+    result = run_python(OTHER_RUNTIME.format(tmp=str(tmp_path)), timeout=60,
+                        OPENBLAS_NUM_THREADS="2")  # products in two jobs even on one core
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "True"]

@@ -337,15 +337,19 @@ def test_warns_when_torch_was_imported_first(code, env, warns):
                                   "import cygrad.interop.torch; import torch"])
 def test_pytorch_and_cygrad_share_one_openmp_runtime(code):
     """What makes one thread pool: a single GNU OpenMP in the process, whichever loaded
-    first, and cygrad's products handing their jobs to it."""
+    first, and cygrad's products handing their jobs to it. (A cygrad with an OpenMP runtime
+    of its own would move its threads to PyTorch's: test_blas_threads checks that move.)"""
     result = subprocess.run([sys.executable, "-c", code + "; from cygrad import _linear; "
+                             "from cygrad.interop import torch as adapter; "
                              "print(_linear.blas_threads()); "
+                             "print(adapter.threads_on_pytorchs_openmp); "
                              "print(len({l.split()[-1] for l in open('/proc/self/maps') "
                              "if 'libgomp' in l}))"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    threads, runtimes = result.stdout.split()
+    threads, moved, runtimes = result.stdout.split()
     assert runtimes == "1"
+    assert moved == "False"  # nothing to move: the runtime is already shared
     assert threads == cygrad.backends.blas_threads()
 
 

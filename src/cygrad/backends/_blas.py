@@ -107,6 +107,25 @@ def jobs_will_run_on_openmp() -> bool:
     return bool(found and threads_setter(found[0]))
 
 
+# In the order csrc/_threads.h's cg_use_openmp_runtime takes them.
+OPENMP_ENTRY_POINTS = ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads",
+                       "omp_get_active_level", "omp_get_max_active_levels", "omp_get_dynamic",
+                       "omp_get_thread_limit")
+
+
+def openmp_entry_points(path: str) -> Optional[Tuple[int, ...]]:
+    """The addresses of OPENMP_ENTRY_POINTS in the OpenMP runtime the loaded library at
+    `path` uses (looked up through it and its dependencies), or None."""
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
+    if not all(hasattr(library, name) for name in OPENMP_ENTRY_POINTS):
+        return None
+    return tuple(ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+                 for name in OPENMP_ENTRY_POINTS)
+
+
 def _scipy_library_files() -> list:
     """SciPy's bundled OpenBLAS: scipy.libs/ beside the package, or scipy/.dylibs/."""
     import scipy
