@@ -131,26 +131,54 @@ def _outputs(given: tuple, shapes: tuple, needed: tuple, dtype: np.dtype,
             for out, shape, need in zip(given, shapes, needed)]
 
 
+def _linear_backward_direct(grad_out: Array, x: Array, w: Array, grad_x: object,
+                            grad_w: object, grad_b: object, accumulate: bool,
+                            need_grad_x: bool, need_grad_w: bool, need_grad_b: bool
+                            ) -> Optional[tuple]:
+    """linear_backward's common call, or None where the compiled functions would refuse it
+    or an output overlaps an input. Everything is checked before the first write: grad_x
+    and grad_w by the compiled function itself, grad_b here (it is written second)."""
+    given = (grad_x, grad_w, grad_b)
+    for a, need in zip(given, (need_grad_x, need_grad_w, need_grad_b)):
+        if a is not None and (a.__class__ is not np.ndarray or not need):
+            return None  # the checked path judges an unneeded output too
+    dtype, n = x.dtype, w.shape[0]
+    if need_grad_b and grad_b is not None and not (
+            grad_b.dtype is dtype and grad_b.shape == (n,) and grad_b.flags.carray):
+        return None
+    if (grad_x is not None or grad_w is not None or grad_b is not None) and \
+            _memory.overlapping((grad_out, x, w), given, False):
+        return None
+    alloc = np.zeros if accumulate else np.empty  # zeroed: one beta for every output
+    if need_grad_x and grad_x is None:
+        grad_x = alloc(x.shape, dtype)
+    if need_grad_w and grad_w is None:
+        grad_w = alloc(w.shape, dtype)
+    try:
+        _linear.linear_backward(grad_out, x, w, grad_x if need_grad_x else None,
+                                grad_w if need_grad_w else None, accumulate)
+    except _REFUSED:
+        return None
+    if not need_grad_b:
+        return grad_x if need_grad_x else None, grad_w if need_grad_w else None, None
+    if grad_b is None:
+        grad_b = alloc((n,), dtype)
+    _linear.bias_backward(grad_out, grad_b, accumulate)  # both checked: cannot refuse
+    return grad_x if need_grad_x else None, grad_w if need_grad_w else None, grad_b
+
+
 def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array] = None,
                     grad_w: Optional[Array] = None, grad_b: Optional[Array] = None,
                     accumulate: bool = False, need_grad_x: bool = True,
                     need_grad_w: bool = True, need_grad_b: bool = True
                     ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]:
     """grad_x (+)= grad_out @ w, grad_w (+)= grad_out.T @ x, grad_b (+)= grad_out.sum(0)."""
-    if grad_x is None and grad_w is None and grad_b is None and accumulate is False and \
-            _is_bool(need_grad_x) and _is_bool(need_grad_w) and _is_bool(need_grad_b) and \
-            _is_matrix(grad_out) and _is_matrix(x) and _is_matrix(w):
-        dtype = x.dtype
-        grad_x = np.empty(x.shape, dtype) if need_grad_x else None
-        grad_w = np.empty(w.shape, dtype) if need_grad_w else None
-        try:
-            _linear.linear_backward(grad_out, x, w, grad_x, grad_w, False)
-            if need_grad_b:  # grad_out passed the checks above: this cannot refuse
-                grad_b = np.empty(w.shape[:1], dtype)
-                _linear.bias_backward(grad_out, grad_b, False)
-            return grad_x, grad_w, grad_b
-        except _REFUSED:
-            grad_x = grad_w = grad_b = None
+    if _is_bool(accumulate) and _is_bool(need_grad_x) and _is_bool(need_grad_w) and \
+            _is_bool(need_grad_b) and _is_matrix(grad_out) and _is_matrix(x) and _is_matrix(w):
+        grads = _linear_backward_direct(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
+                                        need_grad_x, need_grad_w, need_grad_b)
+        if grads is not None:
+            return grads
     given = _checks.linear_backward_args(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
                                          need_grad_x, need_grad_w, need_grad_b)
     grad_out, x, w = detach_inputs((grad_out, x, w), given)
