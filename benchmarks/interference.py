@@ -1,5 +1,5 @@
-"""What other thread pools and the allocator do to a step: three measurements behind
-claims in the README, each a comparison within one run.
+"""What other thread pools and the allocator do to a step: measurements behind claims in
+the README, each a comparison within one run.
 
     python benchmarks/interference.py blas         # one OpenBLAS pool against two
     python benchmarks/interference.py pools        # BLAS jobs on OpenMP's threads or not

@@ -9,10 +9,12 @@
    jobs instead; cygrad hands them to OpenMP, so there is one pool, and whoever runs next
    finds its threads awake.
 
-   Scope: the callback is installed only while a cygrad kernel calls BLAS (a counter keeps it
-   while calls from several threads overlap), so NumPy's own products keep OpenBLAS's pool.
-   A NumPy product that starts in another thread during that window runs on OpenMP too,
-   with the same result.
+   Scope: the whole process, NumPy's products included, from the moment cygrad chooses its
+   BLAS (NumPy's own, usually). Installed only around cygrad's own calls, it left NumPy's
+   products on OpenBLAS's threads, and a NumPy product next to a cygrad product took 9.8 ms
+   a pair instead of 0.3 (benchmarks/interference.py blas measures the pair). The results
+   are the same; only whose threads run the jobs changes. A callback someone else installed
+   first is left alone (backends/_blas.py).
 
    The jobs of one product wait for one another, so all of them must run at once: an OpenMP
    team of exactly that size, which GNU OpenMP guarantees outside any active parallel region
@@ -36,7 +38,6 @@ typedef void (*cg_set_callback_t)(cg_threads_callback_t callback);
 #include <pthread.h>
 
 static cg_set_callback_t cg_set_callback = NULL;
-static int cg_callback_users = 0;
 static int cg_forked = 0;
 
 typedef struct { cg_dojob_t dojob; char *job; int index, data; } cg_job_t;
@@ -88,37 +89,26 @@ static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jo
 
 static void cg_after_fork_in_child(void) {
     cg_forked = 1;
-    cg_callback_users = 0;
-    if (cg_set_callback) cg_set_callback(NULL);  /* inherited from a call in flight */
+    if (cg_set_callback) cg_set_callback(NULL);  /* OpenBLAS's own pool survives fork */
 }
 
-/* Use `setter` (OpenBLAS's openblas_set_threads_callback_function), or NULL for none. */
+/* Install cg_run_jobs through `setter` (OpenBLAS's openblas_set_threads_callback_function),
+   removing it from the library used before; NULL: none. */
 static void cg_blas_threads_use(void *setter) {
     static int watching = 0;
+    if (cg_set_callback && !cg_forked) cg_set_callback(NULL);
     if (!watching) watching = pthread_atfork(NULL, NULL, cg_after_fork_in_child) == 0;
     cg_set_callback = watching ? (cg_set_callback_t)setter : NULL;
+    if (cg_set_callback && !cg_forked) cg_set_callback(cg_run_jobs);
 }
 
 static int cg_blas_threads_in_use(void) { return cg_set_callback != NULL && !cg_forked; }
-
-/* Around each BLAS call: returns whether begin installed, for the matching end. */
-static int cg_blas_threads_begin(void) {
-    if (!cg_blas_threads_in_use()) return 0;
-    if (__atomic_fetch_add(&cg_callback_users, 1, __ATOMIC_ACQ_REL) == 0)
-        cg_set_callback(cg_run_jobs);
-    return 1;
-}
-
-static void cg_blas_threads_end(int began) {
-    if (began && __atomic_sub_fetch(&cg_callback_users, 1, __ATOMIC_ACQ_REL) == 0)
-        cg_set_callback(NULL);
-}
+static void *cg_blas_threads_callback(void) { return (void *)cg_run_jobs; }
 
 #else  /* no OpenMP (or Windows): OpenBLAS keeps its own threads */
 static void cg_blas_threads_use(void *setter) { (void)setter; }
 static int cg_blas_threads_in_use(void) { return 0; }
-static int cg_blas_threads_begin(void) { return 0; }
-static void cg_blas_threads_end(int began) { (void)began; }
+static void *cg_blas_threads_callback(void) { return NULL; }
 #endif
 
 #endif

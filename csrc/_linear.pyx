@@ -16,8 +16,8 @@ thread pool; as the fallback, those of SciPy's, from scipy.linalg.cython_blas (3
 sizes; larger ones raise ValueError). Taken at run time rather than cimported, so that
 SciPy is imported only when it is used. Until `use_blas` has run, every kernel raises.
 
-Threads: while a kernel calls BLAS, OpenBLAS hands its parallel jobs to this module's
-OpenMP threads (_blas_threads.h says why), where the library offers that.
+Threads: OpenBLAS hands its parallel jobs to this module's OpenMP threads
+(_blas_threads.h says why), where the library offers that.
 """
 from libc.limits cimport INT_MAX
 from libc.stdint cimport INT64_MAX, int64_t
@@ -31,8 +31,7 @@ cnp.import_array()
 cdef extern from "_blas_threads.h":
     void cg_blas_threads_use(void* setter) noexcept nogil
     int cg_blas_threads_in_use() noexcept nogil
-    int cg_blas_threads_begin() noexcept nogil
-    void cg_blas_threads_end(int began) noexcept nogil
+    void* cg_blas_threads_callback() noexcept nogil
 
 cdef extern from "_threads.h":
     void cg_use_openmp_runtime(void* const* fns) noexcept nogil
@@ -203,6 +202,12 @@ def use_openmp_runtime(addresses) -> None:
     cg_use_openmp_runtime(fns)
 
 
+def threads_callback() -> int:
+    """The address of the callback `use_blas` installs in the BLAS (0 in a build without
+    OpenMP), so that backends/_blas.py can tell it from someone else's."""
+    return <size_t>cg_blas_threads_callback()
+
+
 def blas_threads() -> str:
     """Whose threads run the products' parallel jobs: "openmp" or "blas" (the library's
     own pool: no OpenMP in this build, a BLAS without the callback, or a forked child)."""
@@ -227,12 +232,10 @@ cdef inline void _gemv(bint row_major_is_rows, blasint k, blasint n, blasint ld,
     cdef blasint cols = n if row_major_is_rows else k
     cdef blasint one = 1
     cdef real alpha = 1, beta = 1
-    cdef int began = cg_blas_threads_begin()
     if real is float:
         _sgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
     else:
         _dgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
-    cg_blas_threads_end(began)
 
 
 cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint k,
@@ -246,7 +249,6 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
     cdef blasint ldc = max(1, n)
     cdef real alpha = 1
     cdef Py_ssize_t i
-    cdef int began
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum: BLAS implementations differ on whether they touch C
@@ -266,12 +268,10 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         else:       # c = op(A) @ b; the one column of op(B) is contiguous either way
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
-    began = cg_blas_threads_begin()
     if real is float:
         _sgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
     else:
         _dgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
-    cg_blas_threads_end(began)
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:
@@ -461,7 +461,6 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
                         bint accumulate) except -1 nogil:
     """out (+)= column sums of the row-major (rows x cols) g: g^T @ ones on gemv."""
     cdef Py_ssize_t i, r0
-    cdef int began
     cdef blasint m, n, lda, one = 1
     cdef real alpha = 1, beta = 1 if accumulate else 0
     cdef real* ones
@@ -483,7 +482,6 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
             out[i] = 0
     m = lda = <blasint>cols
     r0 = 0
-    began = cg_blas_threads_begin()
     while r0 < rows:
         n = <blasint>min(rows - r0, BIAS_BLOCK_ROWS)
         # Row-major g is the column-major (cols x rows) matrix A: out = A @ ones.
@@ -493,7 +491,6 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
             _dgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
         beta = 1
         r0 += n
-    cg_blas_threads_end(began)
     free(ones)
     return 0
 
@@ -520,7 +517,6 @@ cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil
     """y += alpha * x, in blocks the BLAS in use takes."""
     cdef blasint count, one = 1
     cdef Py_ssize_t start = 0
-    cdef int began = cg_blas_threads_begin()
     while start < n:
         count = <blasint>min(n - start, _blas_max)
         if real is float:
@@ -528,7 +524,6 @@ cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil
         else:
             _daxpy(&count, &alpha, x + start, &one, y + start, &one)
         start += count
-    cg_blas_threads_end(began)
 
 
 def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):

@@ -82,8 +82,8 @@ def test_products_agree_with_the_reference_on_either_pool(each_pool, dtype, rng)
 
 
 def test_products_from_several_python_threads_at_once(rng):
-    """Each kernel installs the callback while it calls BLAS and removes it after; calls
-    from threads that overlap keep each other's results right."""
+    """Products from several Python threads at once: each calling thread leads a team of
+    its own, and every result is right."""
     x, w = rng.random((M, K)), rng.random((N, K))
     want = x @ w.T
     errors = []
@@ -154,14 +154,16 @@ def test_a_callback_someone_else_installed_is_left_alone():
         import ctypes
         from cygrad.backends import _blas
         library = ctypes.CDLL({NUMPY_BLAS[0]!r})
+        from cygrad import _linear
         variable = ctypes.c_void_p.in_dll(library, {_blas._CALLBACK_VARIABLE!r})
-        print(_blas.threads_setter({NUMPY_BLAS[0]!r}) != 0)
+        ours = _linear.threads_callback()
+        print(variable.value == ours, _blas.threads_setter({NUMPY_BLAS[0]!r}, ours) != 0)
         variable.value = 1  # someone's callback (never called: no product runs here)
-        print(_blas.threads_setter({NUMPY_BLAS[0]!r}))
-        variable.value = None
+        print(_blas.threads_setter({NUMPY_BLAS[0]!r}, ours))
+        variable.value = ours
         """)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "0"]
+    assert result.stdout.split() == ["True", "True", "0"]
 
 
 # A probe of csrc/_blas_threads.h on its own: a stand-in OpenBLAS whose jobs wait for one
@@ -191,17 +193,15 @@ static void job(int index, void *data, int extra) {
 static int run(void) {
     int data[JOBS], ok = 1;
     for (int i = 0; i < JOBS; i++) { data[i] = i; arrived[i] = 0; done[i] = 0; }
-    int began = cg_blas_threads_begin();
     if (!installed) return -1;  /* OpenBLAS would use its own threads */
     installed(1, job, JOBS, sizeof(int), data, 0);
-    cg_blas_threads_end(began);
     for (int i = 0; i < JOBS; i++) ok &= done[i];
     return ok;
 }
 
 static void both(void) {
     printf("%d %d\n", cg_blas_threads_in_use(), run());      /* an OpenMP team */
-    printf("%d\n", installed == NULL);                       /* removed after the call */
+    printf("%d\n", installed == (cg_threads_callback_t)cg_blas_threads_callback());
 #ifdef _OPENMP
     int nested = 0;
     #pragma omp parallel num_threads(2)
@@ -240,7 +240,7 @@ int main(void) {
 def test_the_threads_header_runs_every_job_at_once(tmp_path, openmp):
     """Run with OpenMP, the jobs of one call all finish (so they ran concurrently), both on
     an OpenMP team and, inside an active parallel region, on threads of their own; the
-    callback is installed only during the call. The same holds with the team started
+    callback installed is the one cygrad reports as its own. The same holds with the team started
     through another runtime's entry points (cg_use_openmp_runtime). Without OpenMP the
     header compiles to stubs that leave the BLAS's own threading alone."""
     import shutil

@@ -14,9 +14,9 @@ Accelerate, a distribution's OpenBLAS) are not recognized, and SciPy's is used i
 CYGRAD_BLAS=scipy chooses SciPy's; CYGRAD_BLAS=numpy requires NumPy's (ImportError if it is
 not found).
 
-Either way, where the library offers it (OpenBLAS 0.3.28 and later),
-cygrad's kernels hand its parallel jobs to cygrad's OpenMP threads while they call it, so
-one pool of threads runs everything (csrc/_blas_threads.h says why).
+Either way, where the library offers it (OpenBLAS 0.3.28 and later), its parallel jobs,
+NumPy's included, run on cygrad's OpenMP threads, so one pool of threads runs everything
+(csrc/_blas_threads.h says why).
 CYGRAD_BLAS_THREADS=blas leaves them on OpenBLAS's own pool.
 """
 from __future__ import annotations
@@ -79,10 +79,10 @@ def _env_choice(name: str, choices: Tuple[str, ...]) -> str:
     return wanted
 
 
-def threads_setter(path: str) -> int:
+def threads_setter(path: str, ours: int = 0) -> int:
     """The address of the threading-callback setter of the OpenBLAS at `path`, or 0 where
-    it has none, where someone else has already installed a callback (theirs stays), or
-    where CYGRAD_BLAS_THREADS=blas."""
+    it has none, where someone else has already installed a callback (theirs stays; `ours`
+    is the address of cygrad's own), or where CYGRAD_BLAS_THREADS=blas."""
     if _env_choice(THREADS_ENV, THREADS_CHOICES) == "blas":
         return 0
     try:
@@ -93,7 +93,8 @@ def threads_setter(path: str) -> int:
     if setter is None:
         return 0
     if hasattr(library, _CALLBACK_VARIABLE):
-        if ctypes.c_void_p.in_dll(library, _CALLBACK_VARIABLE).value:
+        installed = ctypes.c_void_p.in_dll(library, _CALLBACK_VARIABLE).value
+        if installed and installed != ours:
             return 0
     return ctypes.cast(setter, ctypes.c_void_p).value or 0
 
@@ -192,7 +193,7 @@ def find_scipy_blas() -> Tuple[int, ...]:
 
 def _use_numpy(linear, found: Tuple[str, Tuple[int, ...]]) -> None:
     path, addresses = found
-    linear.use_blas("numpy", addresses, True, threads_setter(path))
+    linear.use_blas("numpy", addresses, True, threads_setter(path, linear.threads_callback()))
 
 
 def use(linear, name: str) -> None:
@@ -204,7 +205,8 @@ def use(linear, name: str) -> None:
         _use_numpy(linear, found)
     else:
         addresses = find_scipy_blas()  # imports SciPy; its library is then loaded
-        setters = [threads_setter(path) for path in _scipy_library_files()]
+        setters = [threads_setter(path, linear.threads_callback())
+                   for path in _scipy_library_files()]
         linear.use_blas("scipy", addresses, False, next((s for s in setters if s), 0))
 
 
