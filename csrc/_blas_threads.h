@@ -34,9 +34,7 @@ typedef void (*cg_threads_callback_t)(int sync, cg_dojob_t dojob, int njobs, siz
                                       void *jobs, int data);
 typedef void (*cg_set_callback_t)(cg_threads_callback_t callback);
 
-#if defined(_OPENMP) && !defined(_WIN32)
-#include <pthread.h>
-
+#if defined(_OPENMP) && !defined(_WIN32)  /* _threads.h has included pthread.h */
 static cg_set_callback_t cg_set_callback = NULL;
 static int cg_forked = 0;
 

@@ -17,7 +17,6 @@ cdef extern from "_threads.h":
     int cg_on_fork_in_child(void (*handler)() noexcept nogil) noexcept nogil
     ctypedef void (*cg_task_t)(void* data, int i) noexcept nogil
     void cg_parallel(int n, cg_task_t body, void* data) noexcept nogil
-    void cg_use_openmp_runtime(void* const* fns) noexcept nogil
 
 cdef extern from "_sigmoid.h":
     # The forward's exp, in C so that it vectorizes (see the header).
@@ -63,18 +62,7 @@ def openmp_enabled() -> bool:
     return bool(cg_openmp_enabled())
 
 
-def use_openmp_runtime(addresses) -> None:
-    """Run the parallel loops on another OpenMP runtime from now on, given the integer
-    addresses of its OPENMP_ENTRY_POINTS (backends/_blas.py; _threads.h says when). Not
-    while kernels run."""
-    cdef void* fns[7]
-    if addresses is None or len(addresses) != 7 or not all(
-            isinstance(p, int) and p > 0 for p in addresses):
-        raise ValueError("addresses: expected seven nonzero int addresses, those of "
-                         "GOMP_parallel and the omp_get_* queries _threads.h uses")
-    for i in range(7):
-        fns[i] = <void*><size_t>addresses[i]
-    cg_use_openmp_runtime(fns)
+include "_openmp_runtime.pxi"
 
 
 def get_num_threads() -> int:
@@ -131,13 +119,13 @@ cdef inline void _dsigmoid_chunk(const real* g, const real* y, real* out, Py_ssi
 
 # The parallel loops: one contiguous chunk per thread, so each runs the vectorized loop.
 # A chunk is a task of cg_parallel (_threads.h), which runs them on the OpenMP runtime in
-# use; the arrays travel as a struct, the dtype as the choice of task function.
+# use; the arrays and their dtype travel as a struct.
 ctypedef struct Chunks:
     const void* a
     const void* b
     void* out
     Py_ssize_t n, chunk
-    bint accumulate
+    bint single, accumulate  # single: float32
 
 
 cdef inline Py_ssize_t _chunk_start(Chunks* c, int i, Py_ssize_t* length) noexcept nogil:
@@ -146,34 +134,28 @@ cdef inline Py_ssize_t _chunk_start(Chunks* c, int i, Py_ssize_t* length) noexce
     return start
 
 
-cdef void _forward_task_f(void* data, int i) noexcept nogil:
+cdef void _forward_task(void* data, int i) noexcept nogil:
     cdef Chunks* c = <Chunks*>data
     cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
-    if length > 0:
-        cg_sigmoid_f(<const float*>c.a + start, <float*>c.out + start, length)
+    if length == 0:
+        return
+    if c.single:
+        _sigmoid_chunk(<const float*>c.a + start, <float*>c.out + start, length)
+    else:
+        _sigmoid_chunk(<const double*>c.a + start, <double*>c.out + start, length)
 
 
-cdef void _forward_task_d(void* data, int i) noexcept nogil:
+cdef void _backward_task(void* data, int i) noexcept nogil:
     cdef Chunks* c = <Chunks*>data
     cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
-    if length > 0:
-        cg_sigmoid_d(<const double*>c.a + start, <double*>c.out + start, length)
-
-
-cdef void _backward_task_f(void* data, int i) noexcept nogil:
-    cdef Chunks* c = <Chunks*>data
-    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
-    if length > 0:
-        cg_sigmoid_backward_f(<const float*>c.a + start, <const float*>c.b + start,
-                              <float*>c.out + start, length, c.accumulate)
-
-
-cdef void _backward_task_d(void* data, int i) noexcept nogil:
-    cdef Chunks* c = <Chunks*>data
-    cdef Py_ssize_t length, start = _chunk_start(c, i, &length)
-    if length > 0:
-        cg_sigmoid_backward_d(<const double*>c.a + start, <const double*>c.b + start,
-                              <double*>c.out + start, length, c.accumulate)
+    if length == 0:
+        return
+    if c.single:
+        _dsigmoid_chunk(<const float*>c.a + start, <const float*>c.b + start,
+                        <float*>c.out + start, length, c.accumulate)
+    else:
+        _dsigmoid_chunk(<const double*>c.a + start, <const double*>c.b + start,
+                        <double*>c.out + start, length, c.accumulate)
 
 
 cdef void _sigmoid_forward(const real* x, real* out, Py_ssize_t n) noexcept nogil:
@@ -182,8 +164,9 @@ cdef void _sigmoid_forward(const real* x, real* out, Py_ssize_t n) noexcept nogi
         _sigmoid_chunk(x, out, n)
         return
     c.a, c.b, c.out, c.n, c.accumulate = x, NULL, out, n, False
+    c.single = real is float
     c.chunk = (n + num_threads - 1) // num_threads
-    cg_parallel(num_threads, _forward_task_f if real is float else _forward_task_d, &c)
+    cg_parallel(num_threads, _forward_task, &c)
 
 
 cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t n,
@@ -193,8 +176,9 @@ cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t 
         _dsigmoid_chunk(g, y, out, n, accumulate)
         return
     c.a, c.b, c.out, c.n, c.accumulate = g, y, out, n, accumulate
+    c.single = real is float
     c.chunk = (n + num_threads - 1) // num_threads
-    cg_parallel(num_threads, _backward_task_f if real is float else _backward_task_d, &c)
+    cg_parallel(num_threads, _backward_task, &c)
 
 
 def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):

@@ -33,9 +33,6 @@ cdef extern from "_blas_threads.h":
     int cg_blas_threads_in_use() noexcept nogil
     void* cg_blas_threads_callback() noexcept nogil
 
-cdef extern from "_threads.h":
-    void cg_use_openmp_runtime(void* const* fns) noexcept nogil
-
 ctypedef fused real:
     float
     double
@@ -188,18 +185,7 @@ def blas_in_use():
     return _blas_name, _blas_max
 
 
-def use_openmp_runtime(addresses) -> None:
-    """Run this module's parallel work (the BLAS jobs) on another OpenMP runtime from now
-    on, given the integer addresses of its OPENMP_ENTRY_POINTS (backends/_blas.py;
-    _threads.h says when). Not while kernels run."""
-    cdef void* fns[7]
-    if addresses is None or len(addresses) != 7 or not all(
-            isinstance(p, int) and p > 0 for p in addresses):
-        raise ValueError("addresses: expected seven nonzero int addresses, those of "
-                         "GOMP_parallel and the omp_get_* queries _threads.h uses")
-    for i in range(7):
-        fns[i] = <void*><size_t>addresses[i]
-    cg_use_openmp_runtime(fns)
+include "_openmp_runtime.pxi"
 
 
 def threads_callback() -> int:

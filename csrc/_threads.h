@@ -97,7 +97,6 @@ static void cg_parallel(int n, cg_task_t body, void *data) {
 }
 #else  /* no OpenMP, or MSVC's OpenMP 2.0: this module's runtime only */
 static void cg_use_openmp_runtime(void *const *fns) { (void)fns; }
-static int cg_team_guaranteed(int n) { (void)n; return 0; }
 static void cg_parallel(int n, cg_task_t body, void *data) {
     int i;
 #ifdef _OPENMP

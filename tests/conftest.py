@@ -1,6 +1,11 @@
 """Shared fixtures: a seeded generator, and process-wide state put back after every test."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,3 +50,26 @@ def each_blas(request):
     _blas.use(_linear, request.param)
     yield request.param
     _blas.select(_linear)
+
+
+@pytest.fixture
+def c_probe(tmp_path):
+    """build(header, source, *flags) compiles a C program against csrc/`header` with -Wall
+    -Werror, returning (the compiler's CompletedProcess, the program's path); skips where
+    there is no C compiler."""
+    header_dir = Path(__file__).resolve().parents[1] / "csrc"
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+
+    def build(header: str, source: str, *flags: str):
+        assert (header_dir / header).is_file(), "csrc/ ships with the tests (sdist)"
+        if shutil.which(cc) is None:
+            pytest.skip(f"no C compiler ({cc}) to build the probe with")
+        path, program = tmp_path / "probe.c", tmp_path / "probe"
+        path.write_text(source)
+        result = subprocess.run([cc, *flags, "-Wall", "-Werror", "-Wno-unused-function",
+                                 f"-I{header_dir}", str(path), "-o", str(program), "-lm"],
+                                capture_output=True, text=True)
+        return result, program
+
+    build.cc = cc
+    return build

@@ -237,29 +237,16 @@ int main(void) {
 
 
 @pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "no-openmp"])
-def test_the_threads_header_runs_every_job_at_once(tmp_path, openmp):
+def test_the_threads_header_runs_every_job_at_once(c_probe, openmp):
     """Run with OpenMP, the jobs of one call all finish (so they ran concurrently), both on
     an OpenMP team and, inside an active parallel region, on threads of their own; the
     callback installed is the one cygrad reports as its own. The same holds with the team started
     through another runtime's entry points (cg_use_openmp_runtime). Without OpenMP the
     header compiles to stubs that leave the BLAS's own threading alone."""
-    import shutil
-    import sysconfig
-    from pathlib import Path
-
-    header_dir = Path(__file__).resolve().parents[1] / "csrc"
-    assert (header_dir / "_blas_threads.h").is_file(), "csrc/ ships with the tests (sdist)"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc}) to build the probe with")
-    source, program = tmp_path / "probe.c", tmp_path / "probe"
-    source.write_text(PROBE)
     flags = ["-fopenmp", "-pthread"] if openmp else []
-    build = subprocess.run([cc, *flags, "-O1", "-Wall", "-Werror", "-Wno-unused-function",
-                            f"-I{header_dir}", str(source), "-o", str(program)],
-                           capture_output=True, text=True)
+    build, program = c_probe("_blas_threads.h", PROBE, "-O1", *flags)
     if openmp and build.returncode != 0 and "openmp" in build.stderr.lower():
-        pytest.skip(f"{cc} has no OpenMP")
+        pytest.skip(f"{c_probe.cc} has no OpenMP")
     assert build.returncode == 0, build.stderr
     lines = subprocess.run([str(program)], capture_output=True, text=True, timeout=60,
                            check=True).stdout.split()

@@ -64,26 +64,15 @@ int main(void) {
 """
 
 
-def test_sigmoid_header_builds_without_target_clones(tmp_path):
+def test_sigmoid_header_builds_without_target_clones(c_probe):
     """Compilers other than GCC on x86-64 Linux (clang on macOS, MSVC) get the header's
     portable branch, without target_clones: it must compile on its own and compute the
     same sigmoid. Built here by forcing that branch (-U__linux__)."""
-    import shutil
     import subprocess
-    import sysconfig
 
     import numpy as np
 
-    header_dir = Path(__file__).resolve().parents[1] / "csrc"
-    assert (header_dir / "_sigmoid.h").is_file(), "csrc/ ships with the tests (sdist)"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc}) to build the probe with")
-    source, program = tmp_path / "probe.c", tmp_path / "probe"
-    source.write_text(PORTABLE_PROGRAM)
-    build = subprocess.run([cc, "-U__linux__", "-O2", "-Wall", "-Werror", "-Wno-unused-function",
-                            f"-I{header_dir}", str(source), "-o", str(program), "-lm"],
-                           capture_output=True, text=True)
+    build, program = c_probe("_sigmoid.h", PORTABLE_PROGRAM, "-U__linux__", "-O2")
     assert build.returncode == 0, build.stderr
     lines = subprocess.run([str(program)], capture_output=True, text=True,
                            check=True).stdout.split("\n")
