@@ -142,8 +142,9 @@ def _linear_backward_direct(grad_out: Array, x: Array, w: Array, grad_x: object,
     for a, need in zip(given, (need_grad_x, need_grad_w, need_grad_b)):
         if a is not None and (a.__class__ is not np.ndarray or not need):
             return None  # the checked path judges an unneeded output too
+    # From here an output is None or needed (and an unneeded one is None).
     dtype, n = x.dtype, w.shape[0]
-    if need_grad_b and grad_b is not None and not (
+    if grad_b is not None and not (
             grad_b.dtype is dtype and grad_b.shape == (n,) and grad_b.flags.carray):
         return None
     if (grad_x is not None or grad_w is not None or grad_b is not None) and \
@@ -155,16 +156,14 @@ def _linear_backward_direct(grad_out: Array, x: Array, w: Array, grad_x: object,
     if need_grad_w and grad_w is None:
         grad_w = alloc(w.shape, dtype)
     try:
-        _linear.linear_backward(grad_out, x, w, grad_x if need_grad_x else None,
-                                grad_w if need_grad_w else None, accumulate)
+        _linear.linear_backward(grad_out, x, w, grad_x, grad_w, accumulate)
     except _REFUSED:
         return None
-    if not need_grad_b:
-        return grad_x if need_grad_x else None, grad_w if need_grad_w else None, None
-    if grad_b is None:
-        grad_b = alloc((n,), dtype)
-    _linear.bias_backward(grad_out, grad_b, accumulate)  # both checked: cannot refuse
-    return grad_x if need_grad_x else None, grad_w if need_grad_w else None, grad_b
+    if need_grad_b:
+        if grad_b is None:
+            grad_b = alloc((n,), dtype)
+        _linear.bias_backward(grad_out, grad_b, accumulate)  # both checked: cannot refuse
+    return grad_x, grad_w, grad_b
 
 
 def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array] = None,
