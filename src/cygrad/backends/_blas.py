@@ -4,9 +4,10 @@ SciPy's.
 Why NumPy's: a process that uses NumPy already has NumPy's OpenBLAS loaded, with its thread
 pool. SciPy ships a second OpenBLAS with a second pool, and when both run, the threads one
 leaves spinning take the cores the other needs (measured on 2 cores, float32 64x784x256: a
-NumPy product followed by one on SciPy's OpenBLAS took 13 ms a pair, against 0.25 ms with
-both on NumPy's), and the two builds are different versions. Calling NumPy's keeps one pool, makes cygrad's products as
-fast as NumPy's own, and its 64-bit sizes lift the 2^31 limit of SciPy's interface.
+NumPy product followed by one on SciPy's OpenBLAS took 9-13 ms a pair, against 0.3 ms with
+both on NumPy's: `python benchmarks/interference.py blas`), and the two builds are
+different versions. Calling NumPy's keeps one library, makes cygrad's products as fast as
+NumPy's own, and its 64-bit sizes lift the 2^31 limit of SciPy's interface.
 
 NumPy's wheels (2.0 and later) ship scipy-openblas64: a 64-bit-integer OpenBLAS whose
 Fortran routines are named `scipy_sgemm_64_` and so on. Builds that link another BLAS (MKL,
