@@ -240,9 +240,9 @@ int main(void) {
 def test_the_threads_header_runs_every_job_at_once(c_probe, openmp):
     """Run with OpenMP, the jobs of one call all finish (so they ran concurrently), both on
     an OpenMP team and, inside an active parallel region, on threads of their own; the
-    callback installed is the one cygrad reports as its own. The same holds with the team started
-    through another runtime's entry points (cg_use_openmp_runtime). Without OpenMP the
-    header compiles to stubs that leave the BLAS's own threading alone."""
+    callback installed is the one cygrad reports as its own. The same holds with the team
+    started through another runtime's entry points (cg_use_openmp_runtime). Without
+    OpenMP the header compiles to stubs that leave the BLAS's own threading alone."""
     flags = ["-fopenmp", "-pthread"] if openmp else []
     build, program = c_probe("_blas_threads.h", PROBE, "-O1", *flags)
     if openmp and build.returncode != 0 and "openmp" in build.stderr.lower():

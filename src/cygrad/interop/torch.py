@@ -9,9 +9,10 @@
 Data moves without copies: a CPU tensor is read through a NumPy view of its memory (the
 forward keeps the views for the backward), and every result and gradient is a NumPy array
 written by a kernel and wrapped with `torch.from_numpy` (a strided input is copied to a
-contiguous buffer by the kernel, in the forward and again in the backward). Gradients run on cygrad's kernels; only under
-`create_graph=True` (a gradient to be differentiated again) is the backward written with
-PyTorch ops instead, so second derivatives are PyTorch's.
+contiguous buffer by the kernel, in the forward and again in the backward). Gradients run
+on cygrad's kernels; only under `create_graph=True` (a gradient to be differentiated
+again) is the backward written with PyTorch ops instead, so second derivatives are
+PyTorch's.
 
 What cygrad runs: CPU, strided tensors of float32 or float64, every tensor of a call of one
 dtype. For anything else the two layers choose differently, on purpose:
