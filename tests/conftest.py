@@ -31,7 +31,17 @@ def _restore_global_state():
     cygrad.set_num_threads(threads)
 
 
-@pytest.fixture(params=["cython", "reference"])
+BACKENDS = ["cython", "reference"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend in turn, by name: the graph layer and `cygrad.kernels` run on it."""
+    with cygrad.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=BACKENDS)
 def kernels(request):
     """`cygrad.kernels` running on each backend in turn (restored by the fixture above)."""
     cygrad.set_backend(request.param)
