@@ -13,20 +13,14 @@ import cygrad as cg
 from cygrad import Tensor
 from cygrad import functional as F
 
-BACKENDS = ["cython", "reference"]
 EXACT = dict(rtol=1e-12, atol=1e-12)
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(11)
-
-
-@pytest.fixture(autouse=True, params=BACKENDS)
-def backend(request):
-    with cg.use_backend(request.param):
-        assert cg.get_backend() == request.param
-        yield request.param
 
 
 def _t(rng, shape, low=-2.0, high=2.0, requires_grad=True) -> Tensor:

@@ -27,16 +27,11 @@ import pytest
 import cygrad as cg
 from cygrad import functional as F
 
-BACKENDS = ["cython", "reference"]
 EXACT = dict(rtol=1e-12, atol=1e-12)  # float64 results against float64 formulas
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: EXACT}
 
 
-@pytest.fixture(autouse=True, params=BACKENDS)
-def backend(request):
-    with cg.use_backend(request.param):
-        assert cg.get_backend() == request.param
-        yield request.param
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 # -- helpers ------------------------------------------------------------------------------

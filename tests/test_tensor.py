@@ -16,19 +16,12 @@ import cygrad as cg
 from cygrad import Tensor
 from cygrad import functional as F
 
-BACKENDS = ["cython", "reference"]
 EXACT = dict(rtol=1e-12, atol=1e-12)
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with cg.use_backend(request.param):
-        yield request.param
 
 
 @pytest.fixture

@@ -17,12 +17,6 @@ GRAD_TOL = dict(rtol=1e-6, atol=1e-6)  # as asked of the library: float64 gradie
 STEP_TOL = dict(rtol=1e-9, atol=1e-12)
 
 
-@pytest.fixture(params=["cython", "reference"])
-def backend(request):
-    with cg.use_backend(request.param):
-        yield request.param
-
-
 def _weights(rng, sizes, scale=None):
     """[(w, b)] for layers of `sizes`, w of shape (out_features, in_features)."""
     layers = []
