@@ -66,7 +66,7 @@ def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> dict:
             raise ValueError("obj: the name '__metadata__' is reserved by the safetensors "
                              "format; rename that entry")
         # Dense, native little-endian: the bytes safetensors writes are the array's own.
-        arrays[name] = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        arrays[name] = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
         return {"tensor": name, "type": "Tensor" if isinstance(value, Tensor) else "ndarray"}
     if isinstance(value, Mapping):
         items = []
