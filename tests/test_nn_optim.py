@@ -249,7 +249,7 @@ def test_optimizer_zero_grad_sets_grads_to_none(rng):
 def test_optimizer_accepts_a_generator_of_parameters():
     model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.Linear(2, 1, rng=1))
     opt = optim.SGD((p for p in model.parameters()), lr=0.1)
-    assert len(opt.params) == 4
+    assert len(opt.param_groups[0]["params"]) == 4
 
 
 def test_training_step_reduces_the_loss(rng):

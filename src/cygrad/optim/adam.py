@@ -1,0 +1,102 @@
+"""Adam and AdamW (Adam with decoupled weight decay)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from .optimizer import Optimizer, ParamsT, add_scaled_kernel, check_number
+
+
+class Adam(Optimizer):
+    """PyTorch's Adam (`torch.optim.Adam`), for each parameter p with gradient g, at its
+    step t = 1, 2, ...:
+
+        p = p * (1 - lr * weight_decay)          with decoupled_weight_decay (AdamW)
+        g = g (or -g with maximize) + weight_decay * p   otherwise
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        v_max = max(v_max, v); v = v_max       with amsgrad
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    The state of a parameter is {'step': t, 'exp_avg': m, 'exp_avg_sq': v} (and
+    'max_exp_avg_sq' with amsgrad), made at its first step with a gradient.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3,
+                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _check_hyperparameters(self, group: Dict[str, Any], where: str) -> None:
+        check_number(f"{where}lr", group["lr"])
+        check_number(f"{where}eps", group["eps"])
+        check_number(f"{where}weight_decay", group["weight_decay"])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{where}betas: expected a pair of numbers in [0, 1), got "
+                             f"{betas!r}")
+        check_number(f"{where}betas[0]", betas[0], high=1.0)
+        check_number(f"{where}betas[1]", betas[1], high=1.0)
+
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """One update of every parameter that has a gradient; returns `closure()`'s loss
+        when given (called first)."""
+        loss = closure() if closure is not None else None
+        add_scaled = add_scaled_kernel()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
+            maximize, decoupled = group["maximize"], group["decoupled_weight_decay"]
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                data = p.data
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {"step": 0, "exp_avg": np.zeros_like(data),
+                                             "exp_avg_sq": np.zeros_like(data)}
+                if amsgrad and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = np.zeros_like(data)
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                # One scratch array, written through out= so that a 0-d parameter's
+                # values stay arrays (NumPy turns 0-d results into scalars).
+                work = np.empty_like(data)
+                if weight_decay and decoupled:
+                    data *= 1 - lr * weight_decay
+                if weight_decay and not decoupled:
+                    g = np.multiply(data, weight_decay, out=work)
+                    (np.subtract if maximize else np.add)(g, grad, out=g)
+                elif maximize:
+                    g = np.negative(grad, out=work)
+                else:
+                    g = grad
+                m *= beta1
+                add_scaled(m, g, 1 - beta1)
+                v *= beta2
+                add_scaled(v, np.multiply(g, g, out=work), 1 - beta2)
+                if amsgrad:
+                    v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                denom = np.sqrt(v, out=work)
+                denom /= math.sqrt(1 - beta2 ** t)
+                denom += eps
+                add_scaled(data, np.divide(m, denom, out=work), -lr / (1 - beta1 ** t))
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (`torch.optim.AdamW`): each step first shrinks
+    p by the factor (1 - lr * weight_decay), and the gradient carries no decay term."""
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3,
+                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)

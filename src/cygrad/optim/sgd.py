@@ -1,0 +1,83 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from .optimizer import Optimizer, ParamsT, add_scaled_kernel, check_number
+
+
+class SGD(Optimizer):
+    """PyTorch's SGD (`torch.optim.SGD`), for each parameter p with gradient g:
+
+        d = g (or -g with maximize) + weight_decay * p
+        buf = d on the first step, then momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf with nesterov, else buf   (when momentum != 0)
+        p = p - lr * d
+
+    The state of a parameter is {'momentum_buffer': buf} once momentum has been used.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _check_hyperparameters(self, group: Dict[str, Any], where: str) -> None:
+        check_number(f"{where}lr", group["lr"])
+        check_number(f"{where}momentum", group["momentum"])
+        check_number(f"{where}dampening", group["dampening"], low=-math.inf)
+        check_number(f"{where}weight_decay", group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"{where}nesterov: requires momentum > 0 and dampening = 0, "
+                             f"got momentum={group['momentum']!r} and "
+                             f"dampening={group['dampening']!r}")
+
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """One update of every parameter that has a gradient; returns `closure()`'s loss
+        when given (called first)."""
+        loss = closure() if closure is not None else None
+        add_scaled = add_scaled_kernel()
+        for group in self.param_groups:
+            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+            sign = -1.0 if group["maximize"] else 1.0
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                data = p.data
+                if not momentum:
+                    # p - lr * (g + wd * p) as two in-place passes: no temporary
+                    if weight_decay:
+                        add_scaled(data, data, -lr * weight_decay)
+                    add_scaled(data, grad, -lr * sign)
+                    continue
+                state = self.state.setdefault(p, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    # An array even for a 0-d parameter: the kernels write into it.
+                    buf = state["momentum_buffer"] = np.array(grad, dtype=data.dtype,
+                                                              order="C")
+                    if sign < 0:
+                        np.negative(buf, out=buf)
+                    if weight_decay:
+                        add_scaled(buf, data, weight_decay)
+                else:
+                    buf *= momentum
+                    add_scaled(buf, grad, sign * (1 - dampening))
+                    if weight_decay:
+                        add_scaled(buf, data, weight_decay * (1 - dampening))
+                if nesterov:
+                    # p - lr * (d + momentum * buf), d = sign * g + wd * p, term by term
+                    if weight_decay:
+                        add_scaled(data, data, -lr * weight_decay)
+                    add_scaled(data, grad, -lr * sign)
+                    add_scaled(data, buf, -lr * momentum)
+                else:
+                    add_scaled(data, buf, -lr)
+        return loss
