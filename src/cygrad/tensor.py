@@ -34,6 +34,18 @@ def no_grad() -> Iterator[None]:
         _state.grad_enabled = previous
 
 
+def float_dtype(dtype: object) -> np.dtype:
+    """`dtype` as a NumPy dtype, if it is float32 or float64 (the dtypes a Tensor has)."""
+    try:
+        result = np.dtype(dtype)
+    except TypeError:
+        result = None
+    if result not in _FLOATS:
+        raise TypeError(f"dtype: expected float32 or float64 (np.float32, np.float64 or "
+                        f"their names), got {dtype!r}")
+    return result
+
+
 def _as_float_array(data: object, dtype: object = None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
@@ -46,11 +58,8 @@ def _as_float_array(data: object, dtype: object = None) -> np.ndarray:
         raise TypeError(f"data: expected a number, list or array of real numbers, "
                         f"got {type(data).__name__} of dtype {array.dtype}")
     if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in _FLOATS:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        return array.astype(dtype, copy=False)
-    if array.dtype not in _FLOATS:  # ints, bools, float16, ...: float64
+        return array.astype(float_dtype(dtype), copy=False)
+    if array.dtype not in _FLOATS:  # ints, bools, float16, byte-swapped floats: float64
         array = array.astype(np.float64)
     return array
 
@@ -58,9 +67,11 @@ def _as_float_array(data: object, dtype: object = None) -> np.ndarray:
 class Tensor:
     """An n-dimensional float32/float64 array that can record its gradient.
 
-    `Tensor(data, requires_grad=False, dtype=None)`: `data` is a number, list or ndarray.
-    Float arrays keep their dtype (and their memory: no copy is made), anything else
-    becomes float64.
+    `Tensor(data, requires_grad=False, dtype=None)`: `data` is a number, list, ndarray or
+    Tensor. Without `dtype`, float32 and float64 arrays keep their dtype and their memory
+    (no copy is made); everything else (Python numbers, lists, float16, integers, bools)
+    becomes float64. `dtype` (float32 or float64) converts. Complex numbers, strings and
+    objects are refused (TypeError). docs/dtypes.md has the whole policy.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op",
@@ -125,6 +136,50 @@ class Tensor:
 
     def item(self) -> float:
         return self.data.item()
+
+    def tolist(self) -> object:
+        """The values as (nested lists of) Python floats; a 0-d tensor gives a float."""
+        return self.data.tolist()
+
+    def __array__(self, dtype: object = None, copy: Optional[bool] = None) -> np.ndarray:
+        """NumPy's view of the tensor: `np.asarray(t)` is `t.data` (no copy), with the
+        `dtype` and `copy` arguments as NumPy 2 passes them (copy=False refuses to copy)."""
+        if dtype is None or np.dtype(dtype) == self.data.dtype:
+            return self.data.copy() if copy else self.data
+        if copy is False:
+            raise ValueError(f"__array__: a {self.data.dtype} tensor cannot be seen as "
+                             f"{np.dtype(dtype)} without a copy: pass copy=None or True")
+        return self.data.astype(dtype)
+
+    def float(self) -> "Tensor":
+        """The tensor as float32 (itself if it is float32 already); differentiable."""
+        return self.to(np.float32)
+
+    def double(self) -> "Tensor":
+        """The tensor as float64 (itself if it is float64 already); differentiable."""
+        return self.to(np.float64)
+
+    # Comparisons give boolean NumPy arrays, with no gradient: masks for indexing
+    # (`t[t > 0]`). Equality is element-wise as in PyTorch, so hashing stays by identity.
+    __hash__ = object.__hash__
+
+    def __lt__(self, other: object) -> np.ndarray:
+        return self.data < _operand(other)
+
+    def __le__(self, other: object) -> np.ndarray:
+        return self.data <= _operand(other)
+
+    def __gt__(self, other: object) -> np.ndarray:
+        return self.data > _operand(other)
+
+    def __ge__(self, other: object) -> np.ndarray:
+        return self.data >= _operand(other)
+
+    def __eq__(self, other: object) -> np.ndarray:  # type: ignore[override]
+        return self.data == _operand(other)
+
+    def __ne__(self, other: object) -> np.ndarray:  # type: ignore[override]
+        return self.data != _operand(other)
 
     def numpy(self) -> np.ndarray:
         return self.data
@@ -227,6 +282,10 @@ class Tensor:
                 node.grad = kept[id(node)] if g is None else kept[id(node)] + g
 
     # -- operators and methods: defined in ops.py, bound at import ------------------------
+
+
+def _operand(value: object) -> object:
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _topological_order(root: Tensor) -> List[Tensor]:

@@ -1,0 +1,160 @@
+"""Arithmetic: the operators `+ - * / ** @`, unary `-`, and element-wise maximum/minimum.
+Operands broadcast as in NumPy; dtypes follow `binary`'s rule (docs/dtypes.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backends
+from ..tensor import Tensor, TensorLike
+from ._common import binary, send
+
+
+def add(a: TensorLike, b: TensorLike) -> Tensor:
+    """a + b."""
+    a, b = binary(a, b)
+    k = backends.active()  # a broadcast operand's gradient is reduced by a kernel
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g, k=k)
+        send(b, g, k=k)
+
+    return Tensor.from_op(a.data + b.data, (a, b), backward, "add")
+
+
+def sub(a: TensorLike, b: TensorLike) -> Tensor:
+    """a - b."""
+    a, b = binary(a, b)
+    k = backends.active()
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g, k=k)
+        if b.requires_grad:
+            send(b, -g, owned=True, k=k)
+
+    return Tensor.from_op(a.data - b.data, (a, b), backward, "sub")
+
+
+def mul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a * b."""
+    a, b = binary(a, b)
+    k = backends.active()
+
+    def backward(g: np.ndarray) -> None:
+        # d(ab)/da = b: each input's gradient is g times the other input (the swap gate)
+        if a.requires_grad:
+            send(a, g * b.data, owned=True, k=k)
+        if b.requires_grad:
+            send(b, g * a.data, owned=True, k=k)
+
+    return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
+
+
+def div(a: TensorLike, b: TensorLike) -> Tensor:
+    """a / b."""
+    a, b = binary(a, b)
+    k = backends.active()
+    out = a.data / b.data
+
+    def backward(g: np.ndarray) -> None:
+        # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -out/b
+        if a.requires_grad:
+            send(a, g / b.data, owned=True, k=k)
+        if b.requires_grad:
+            send(b, -g * out / b.data, owned=True, k=k)
+
+    return Tensor.from_op(out, (a, b), backward, "div")
+
+
+def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 (the ** operator)
+    """a ** b. d/da = b a^(b-1), d/db = a^b log(a), with PyTorch's conventions where those
+    formulas degenerate: d/da is 0 where b == 0 (the formula gives 0 * inf = nan at
+    a == 0), and d/db is 0 where a == 0 and b >= 0 (0 * log 0 = 0 * -inf there).
+    Elsewhere the formulas' values stand: d/da = inf at a == 0 for 0 < b < 1, nan for a < 0."""
+    a, b = binary(a, b)
+    k = backends.active()
+    out = a.data ** b.data
+
+    def backward(g: np.ndarray) -> None:
+        # The masked points are replaced below: their warnings would be noise.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if a.requires_grad:
+                grad = g * b.data * a.data ** (b.data - 1)
+                zero_exponent = b.data == 0
+                if zero_exponent.any():
+                    grad = np.where(zero_exponent, 0, grad)
+                send(a, grad, owned=True, k=k)
+            if b.requires_grad:
+                log_a = np.log(a.data)
+                zero_base = (a.data == 0) & (b.data >= 0)
+                if zero_base.any():
+                    log_a = np.where(zero_base, 0, log_a)
+                send(b, g * out * log_a, owned=True, k=k)
+
+    return Tensor.from_op(out, (a, b), backward, "pow")
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a."""
+    def backward(g: np.ndarray) -> None:
+        send(a, -g, owned=True)
+
+    return Tensor.from_op(-a.data, (a,), backward, "neg")
+
+
+def _select(a: Tensor, b: Tensor, a_wins: np.ndarray, out: np.ndarray, name: str) -> Tensor:
+    """The element-wise max/min of a and b, where `a_wins` marks the elements taken from
+    a. The gradient goes to the input the value came from; a tie splits it evenly
+    (PyTorch's convention for maximum and minimum)."""
+    k = backends.active()
+
+    def backward(g: np.ndarray) -> None:
+        share_a = a_wins + 0.5 * (a.data == b.data)
+        if a.requires_grad:
+            send(a, g * share_a, owned=True, k=k)
+        if b.requires_grad:
+            send(b, g * (1 - share_a), owned=True, k=k)
+
+    return Tensor.from_op(out, (a, b), backward, name)
+
+
+def maximum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Element-wise max(a, b). The gradient goes to the larger input; a tie splits it
+    evenly (g/2 each), as in PyTorch."""
+    a, b = binary(a, b)
+    return _select(a, b, a.data > b.data, np.maximum(a.data, b.data), "maximum")
+
+
+def minimum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Element-wise min(a, b). The gradient goes to the smaller input; a tie splits it
+    evenly (g/2 each), as in PyTorch."""
+    a, b = binary(a, b)
+    return _select(a, b, a.data < b.data, np.minimum(a.data, b.data), "minimum")
+
+
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a @ b, as np.matmul: 1-D operands are promoted to matrices, stacks broadcast."""
+    a, b = binary(a, b)
+    k = backends.active()
+    out = np.matmul(a.data, b.data)
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype:
+        def backward(g: np.ndarray) -> None:
+            # Each input's gradient written straight into its buffer by the kernel.
+            for t, need_a in ((a, True), (b, False)):
+                if t.requires_grad:
+                    buffer, accumulate = t.grad_slot()
+                    k.matmul_backward(g, a.data, b.data, accumulate=accumulate,
+                                      need_grad_a=need_a, need_grad_b=not need_a,
+                                      **{"grad_a" if need_a else "grad_b": buffer})
+    else:
+        def backward(g: np.ndarray) -> None:
+            a2 = a.data[None, :] if a.ndim == 1 else a.data
+            b2 = b.data[:, None] if b.ndim == 1 else b.data
+            g2 = g.reshape(np.matmul(a2, b2).shape)
+            if a.requires_grad:
+                ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+                send(a, ga[..., 0, :] if a.ndim == 1 else ga, owned=True, k=k)
+            if b.requires_grad:
+                gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+                send(b, gb[..., 0] if b.ndim == 1 else gb, owned=True, k=k)
+
+    return Tensor.from_op(out, (a, b), backward, "matmul")

@@ -1,0 +1,148 @@
+"""Reductions (sum, mean, max, min, argmax, argmin) and softmax/log_softmax along a dim.
+
+Each takes PyTorch's `dim`/`keepdim` (canonical) or NumPy's `axis`/`keepdims`; `dim` may
+be an int or, for sum/mean/max/min, a tuple. A 0-d tensor accepts dim 0 and -1, as in
+PyTorch (`loss.mean(0)` is the loss)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ..tensor import Tensor
+from ._common import Dim, normalize_dim, normalize_dims, numpy_names, send
+
+
+def _expand(g: np.ndarray, axes, keepdim: bool) -> np.ndarray:
+    """Put back the reduced axes as length-1 axes, so `g` broadcasts over the input."""
+    return g if keepdim else np.expand_dims(g, axes)
+
+
+def sum(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
+        axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
+    """Sum over `dim` (every axis when None); d/da = 1 for every summed element."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("sum", dim, keepdim, axis, keepdims)
+    axes = normalize_dims("sum", dim, a.data.ndim)
+
+    def backward(g: np.ndarray) -> None:
+        send(a, np.broadcast_to(_expand(g, axes, keepdim), a.data.shape))
+
+    return Tensor.from_op(np.asarray(a.data.sum(axis=axes, keepdims=keepdim)), (a,),
+                          backward, "sum")
+
+
+def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
+         axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
+    """Mean over `dim` (every axis when None); d/da = 1/N for each of the N elements."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("mean", dim, keepdim, axis, keepdims)
+    axes = normalize_dims("mean", dim, a.data.ndim)
+    count = math.prod(a.data.shape[ax] for ax in axes)
+
+    def backward(g: np.ndarray) -> None:
+        share = _expand(g, axes, keepdim) / np.asarray(count, dtype=g.dtype)
+        send(a, np.broadcast_to(share, a.data.shape))
+
+    return Tensor.from_op(np.asarray(a.data.mean(axis=axes, keepdims=keepdim)), (a,),
+                          backward, "mean")
+
+
+def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
+    axes = normalize_dims(name, dim, a.data.ndim)
+    if a.data.size == 0:
+        raise ValueError(f"{name}: the tensor is empty: there is no {name}imum")
+    out = np.asarray(pick(a.data, axis=axes, keepdims=True))
+
+    def backward(g: np.ndarray) -> None:
+        winners = a.data == out
+        share = winners / winners.sum(axis=axes, keepdims=True)
+        send(a, (_expand(g, axes, keepdim) * share).astype(a.data.dtype, copy=False),
+             owned=True)
+
+    result = out if keepdim else np.asarray(out.squeeze(axis=axes))
+    return Tensor.from_op(result, (a,), backward, name)
+
+
+def max(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
+        axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
+    """Largest element(s) over `dim` (every axis when None). The gradient goes to the
+    maximum; ties split it evenly, as torch.max() and torch.amax do.
+
+    With a dim this returns the values only (torch.amax), not PyTorch's (values, indices)
+    pair: use `argmax(dim)` for the indices. torch.max(dim)'s gradient goes to the one
+    index it returns; the even split here is the same for every tie, whichever index."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("max", dim, keepdim, axis, keepdims)
+    return _extreme(a, dim, keepdim, np.max, "max")
+
+
+def min(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
+        axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
+    """Smallest element(s) over `dim`: as `max` (values only, ties split evenly)."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("min", dim, keepdim, axis, keepdims)
+    return _extreme(a, dim, keepdim, np.min, "min")
+
+
+def _arg(a: Tensor, dim: Optional[int], keepdim: bool, pick, name: str) -> np.ndarray:
+    if a.data.size == 0:
+        raise ValueError(f"{name}: the tensor is empty")
+    if dim is None:  # an index into the flattened tensor
+        index = pick(a.data.reshape(-1))
+        return np.full((1,) * a.data.ndim if keepdim else (), index, np.int64)
+    axis = normalize_dim(name, dim, a.data.ndim)
+    if axis is None:  # a 0-d tensor: its one element
+        return np.zeros((), np.int64)
+    return np.asarray(pick(a.data, axis=axis, keepdims=keepdim), np.int64)
+
+
+def argmax(a: Tensor, dim: Optional[int] = None, keepdim: bool = False, *,
+           axis: Optional[int] = None, keepdims: Optional[bool] = None) -> np.ndarray:
+    """Index of the largest element along `dim` (into the flattened tensor when None),
+    as an int64 NumPy array (indices have no gradient). A tie gives the first index,
+    as in PyTorch."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("argmax", dim, keepdim, axis, keepdims)
+    return _arg(a, dim, keepdim, np.argmax, "argmax")
+
+
+def argmin(a: Tensor, dim: Optional[int] = None, keepdim: bool = False, *,
+           axis: Optional[int] = None, keepdims: Optional[bool] = None) -> np.ndarray:
+    """Index of the smallest element along `dim`: as `argmax`."""
+    if axis is not None or keepdims is not None:
+        dim, keepdim = numpy_names("argmin", dim, keepdim, axis, keepdims)
+    return _arg(a, dim, keepdim, np.argmin, "argmin")
+
+
+def _along(name: str, a: Tensor, dim: object):
+    axis = normalize_dim(name, dim, a.data.ndim)
+    return () if axis is None else axis  # () reduces nothing: a 0-d tensor
+
+
+def softmax(a: Tensor, dim: int) -> Tensor:
+    """e^a / sum(e^a) along `dim`, computed as e^(a - max) so that no exp overflows.
+    d/da: y * (g - sum(g * y)), with y the output."""
+    axis = _along("softmax", a, dim)
+    shifted = a.data - a.data.max(axis=axis, keepdims=True)
+    y = np.exp(shifted)
+    y /= y.sum(axis=axis, keepdims=True)
+
+    def backward(g: np.ndarray) -> None:
+        send(a, y * (g - (g * y).sum(axis=axis, keepdims=True)), owned=True)
+
+    return Tensor.from_op(y, (a,), backward, "softmax")
+
+
+def log_softmax(a: Tensor, dim: int) -> Tensor:
+    """a - log(sum(e^a)) along `dim`, computed with the maximum subtracted first (no
+    overflow, and no log(0) for very negative entries). d/da: g - softmax * sum(g)."""
+    axis = _along("log_softmax", a, dim)
+    shifted = a.data - a.data.max(axis=axis, keepdims=True)
+    y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g - np.exp(y) * g.sum(axis=axis, keepdims=True), owned=True)
+
+    return Tensor.from_op(y, (a,), backward, "log_softmax")

@@ -1,0 +1,144 @@
+"""Ops that move elements without changing them: reshape/view/flatten, transpose,
+indexing, cat and stack. Their backward routes each gradient element back to its place."""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import numpy as np
+
+from ..tensor import Tensor, TensorLike
+from ._common import as_tensor, normalize_dim, send
+
+Shape = Union[int, Sequence[int]]
+
+
+def _shape_args(op: str, shape: tuple) -> tuple:
+    """`f(2, 3)` and `f((2, 3))` alike, as PyTorch takes them."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        shape = tuple(shape[0])
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+        raise TypeError(f"{op}: shape: expected ints, got {shape!r}")
+    return shape
+
+
+def reshape(a: Tensor, *shape: Shape) -> Tensor:
+    """The same elements in a new shape (one dimension may be -1: inferred), in C order.
+    `view` is the same op: a NumPy array can always be viewed in C order or copied."""
+    shape = _shape_args("reshape", shape)
+    try:
+        out = a.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: shape: cannot arrange {a.data.size} elements of a "
+                         f"tensor of shape {a.shape} as {shape}") from None
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g.reshape(a.data.shape))
+
+    return Tensor.from_op(out, (a,), backward, "reshape")
+
+
+def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Axes start_dim..end_dim (inclusive) merged into one, as torch.flatten; a 0-d tensor
+    becomes 1-D with one element."""
+    if a.data.ndim == 0:
+        return reshape(a, 1)
+    start = normalize_dim("flatten", start_dim, a.data.ndim)
+    end = normalize_dim("flatten", end_dim, a.data.ndim)
+    if start > end:
+        raise ValueError(f"flatten: start_dim ({start_dim}) must not come after end_dim "
+                         f"({end_dim}) for a tensor of {a.data.ndim} dimension(s)")
+    shape = a.shape[:start] + (math.prod(a.shape[start:end + 1]),) + a.shape[end + 1:]
+    return reshape(a, shape)
+
+
+def transpose(a: Tensor, *axes: Shape) -> Tensor:
+    """Permute the axes (reverse them when none are given), as ndarray.transpose."""
+    if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
+        axes = tuple(axes[0])
+    perm = tuple(axes) if axes else tuple(reversed(range(a.ndim)))
+    inverse = np.argsort([ax % a.ndim for ax in perm])  # negative axes count from the end
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g.transpose(inverse))
+
+    return Tensor.from_op(a.data.transpose(perm), (a,), backward, "transpose")
+
+
+def _index_part(part: object) -> object:
+    """A Tensor inside an index holds integer positions (stored as floats)."""
+    if isinstance(part, Tensor):
+        positions = part.data.astype(np.intp)
+        if not np.array_equal(positions, part.data):
+            raise TypeError("index: a Tensor used as an index must hold whole numbers "
+                            "(positions); for a mask, index with a boolean array such as "
+                            "`t > 0`")
+        return positions
+    return part
+
+
+def getitem(a: Tensor, index: object) -> Tensor:
+    """a[index], as NumPy indexes: ints, slices, None, Ellipsis, integer arrays and
+    boolean masks (such as `a > 0`). The gradient is added back at the indexed places;
+    a position indexed several times receives the sum of its gradients."""
+    if isinstance(index, tuple):
+        index = tuple(_index_part(part) for part in index)
+    else:
+        index = _index_part(index)
+
+    def backward(g: np.ndarray) -> None:
+        full = np.zeros(a.data.shape, a.data.dtype)
+        np.add.at(full, index, g)  # repeated indices add up
+        send(a, full, owned=True)
+
+    return Tensor.from_op(np.asarray(a.data[index]), (a,), backward, "getitem")
+
+
+def _tensors(op: str, tensors: Sequence[TensorLike]) -> list:
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: tensors: expected a list or tuple of tensors, got "
+                        f"{type(tensors).__name__}")
+    if not tensors:
+        raise ValueError(f"{op}: tensors: expected at least one tensor, got none")
+    return [as_tensor(t) for t in tensors]
+
+
+def cat(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
+    """The tensors joined along an existing axis `dim`; all other axes must match. The
+    result's dtype is float64 if any input is float64 (each input's gradient comes back
+    in its own dtype). As torch.cat; `concatenate` is the NumPy name for it."""
+    parts = _tensors("cat", tensors)
+    ndim = parts[0].data.ndim
+    if ndim == 0 or any(p.data.ndim != ndim for p in parts):
+        raise ValueError(f"cat: tensors: expected tensors of one number of dimensions (at "
+                         f"least 1), got shapes {[p.shape for p in parts]}")
+    axis = normalize_dim("cat", dim, ndim)
+    if any(p.shape[:axis] + p.shape[axis + 1:] != parts[0].shape[:axis] +
+           parts[0].shape[axis + 1:] for p in parts):
+        raise ValueError(f"cat: tensors: expected shapes that differ only in dim {dim}, "
+                         f"got {[p.shape for p in parts]}")
+    ends = np.cumsum([p.shape[axis] for p in parts])[:-1]
+
+    def backward(g: np.ndarray) -> None:
+        for p, piece in zip(parts, np.split(g, ends, axis=axis)):
+            send(p, piece)
+
+    return Tensor.from_op(np.concatenate([p.data for p in parts], axis=axis), parts,
+                          backward, "cat")
+
+
+def stack(tensors: Sequence[TensorLike], dim: int = 0) -> Tensor:
+    """The tensors, all of one shape, joined along a new axis `dim` (in [-ndim-1, ndim]),
+    as torch.stack. The result's dtype is float64 if any input is float64."""
+    parts = _tensors("stack", tensors)
+    if any(p.shape != parts[0].shape for p in parts):
+        raise ValueError(f"stack: tensors: expected tensors of one shape, got "
+                         f"{[p.shape for p in parts]}")
+    axis = normalize_dim("stack", dim, parts[0].data.ndim + 1)
+
+    def backward(g: np.ndarray) -> None:
+        for i, p in enumerate(parts):
+            send(p, np.take(g, i, axis=axis), owned=True)
+
+    return Tensor.from_op(np.stack([p.data for p in parts], axis=axis), parts, backward,
+                          "stack")
