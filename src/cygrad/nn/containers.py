@@ -1,0 +1,213 @@
+"""Containers: Sequential, ModuleList, ModuleDict, ParameterList, with PyTorch's keys."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union,
+                    overload)
+
+import numpy as np
+
+from ..tensor import Tensor
+from .module import Module
+
+
+def _check_module(value: Any, where: str) -> "Module":
+    if not isinstance(value, Module):
+        raise TypeError(f"{where}: expected a Module, got {type(value).__name__}")
+    return value
+
+
+class _ModuleSequence(Module):
+    """Modules kept in a list, named by position ("0", "1", ...)."""
+
+    _storage = "layers"
+
+    def __init__(self, modules: Iterable[Module] = ()):
+        super().__init__()
+        self.layers: List[Module] = [_check_module(m, f"modules[{i}]")
+                                     for i, m in enumerate(modules)]
+
+    def _named_members(self) -> Iterator[Tuple[str, Any]]:
+        yield from ((str(i), m) for i, m in enumerate(self.layers))
+        yield from super()._named_members()
+
+    def __getitem__(self, index: Union[int, slice]) -> Any:
+        if isinstance(index, slice):
+            return type(self)(*self.layers[index]) if isinstance(self, Sequential) \
+                else type(self)(self.layers[index])
+        return self.layers[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        self.layers[index] = _check_module(module, f"[{index}]")
+
+    def __delitem__(self, index: Union[int, slice]) -> None:
+        del self.layers[index]  # later modules are renumbered, as in PyTorch
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def append(self, module: Module) -> "_ModuleSequence":
+        self.layers.append(_check_module(module, "module"))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> "_ModuleSequence":
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        self.layers.insert(index, _check_module(module, "module"))
+
+
+class Sequential(_ModuleSequence):
+    """Applies its modules in order. `Sequential(a, b, c)`; its state-dict keys are
+    `0.weight`, `0.bias`, ... as torch.nn.Sequential's. `Sequential(OrderedDict(...))`
+    names them instead."""
+
+    def __init__(self, *modules: Any):
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            names = [str(name) for name in modules[0]]
+            super().__init__(modules[0].values())
+            self._names: Optional[List[str]] = names
+        else:
+            super().__init__(modules)
+            self._names = None
+
+    def _named_members(self) -> Iterator[Tuple[str, Any]]:
+        if self._names is None or len(self._names) != len(self.layers):
+            yield from super()._named_members()
+            return
+        yield from zip(self._names, self.layers)
+        yield from Module._named_members(self)
+
+    def forward(self, input: Any) -> Any:
+        for layer in self.layers:
+            input = layer(input)
+        return input
+
+
+class ModuleList(_ModuleSequence):
+    """A list of modules, registered under `name.0`, `name.1`, ...; no forward."""
+
+    def __iadd__(self, modules: Iterable[Module]) -> "ModuleList":
+        return self.extend(modules)
+
+
+class ModuleDict(Module):
+    """A dict of modules, registered under `name.key`; keeps insertion order."""
+
+    _storage = "_entries"
+
+    def __init__(self, modules: Optional[Union[Mapping[str, Module],
+                                               Iterable[Tuple[str, Module]]]] = None):
+        super().__init__()
+        self._entries: Dict[str, Module] = {}
+        if modules is not None:
+            self.update(modules)
+
+    def _named_members(self) -> Iterator[Tuple[str, Any]]:
+        yield from self._entries.items()
+        yield from super()._named_members()
+
+    def __getitem__(self, key: str) -> Module:
+        return self._entries[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"key: expected a str, got {type(key).__name__}")
+        self._entries[key] = _check_module(module, f"[{key!r}]")
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def keys(self) -> Iterable[str]:
+        return self._entries.keys()
+
+    def values(self) -> Iterable[Module]:
+        return self._entries.values()
+
+    def items(self) -> Iterable[Tuple[str, Module]]:
+        return self._entries.items()
+
+    def pop(self, key: str) -> Module:
+        return self._entries.pop(key)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def update(self, modules: Union[Mapping[str, Module],
+                                    Iterable[Tuple[str, Module]]]) -> None:
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, module in pairs:
+            self[key] = module
+
+
+class ParameterList(Module):
+    """A list of parameters, registered under `name.0`, `name.1`, ... (also after
+    `requires_grad_(False)`). Arrays are made into Tensors with requires_grad=True."""
+
+    _storage = "params"
+
+    def __init__(self, values: Optional[Iterable[Any]] = None):
+        super().__init__()
+        self.params: List[Tensor] = []
+        if values is not None:
+            self.extend(values)
+
+    def _named_members(self) -> Iterator[Tuple[str, Any]]:
+        yield from ((str(i), p) for i, p in enumerate(self.params))
+        yield from super()._named_members()
+
+    @staticmethod
+    def _parameter(value: Any) -> Tensor:
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, np.ndarray):
+            return Tensor(value, requires_grad=True)
+        raise TypeError(f"value: expected a Tensor or a NumPy array, got "
+                        f"{type(value).__name__}")
+
+    @overload
+    def __getitem__(self, index: int) -> Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "ParameterList": ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Any:
+        if isinstance(index, slice):
+            return ParameterList(self.params[index])
+        return self.params[index]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self.params[index] = self._parameter(value)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.params)
+
+    def append(self, value: Any) -> "ParameterList":
+        self.params.append(self._parameter(value))
+        return self
+
+    def extend(self, values: Iterable[Any]) -> "ParameterList":
+        for value in values:
+            self.append(value)
+        return self
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"({i}): Tensor of shape {p.shape} ({p.dtype})"
+                         for i, p in enumerate(self.params))
