@@ -132,7 +132,7 @@ def torch_order() -> None:
 def page_faults() -> None:
     steps = [("autograd", "_autograd_step", (False,), "test_bench_interop"),
              ("autograd + cygrad", "_autograd_step", (True,), "test_bench_interop"),
-             ("cygrad graph", "cygrad_step", (), "cygrad.bench_training")]
+             ("cygrad graph", "cygrad_step", (), "cygrad.cli.peers")]
     for env_label, env in (("default glibc", {}), ("MALLOC_* set", MALLOC)):
         for engine, maker, args, module in steps:
             for run in (1, 2):

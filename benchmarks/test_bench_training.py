@@ -4,7 +4,7 @@ A group per size; peers that are not installed are skipped with the reason."""
 import numpy as np
 import pytest
 
-from cygrad import bench_training
+from cygrad.cli import peers
 
 SIZES = [(1, 64), (64, 256), (1024, 1024)]  # (batch, hidden)
 IMPLS = ["cygrad", "numpy", "torch", "autograd"]
@@ -14,7 +14,7 @@ IMPLS = ["cygrad", "numpy", "torch", "autograd"]
 @pytest.mark.parametrize("batch, hidden", SIZES, ids=lambda v: str(v))
 def test_training_step(benchmark, timed, batch, hidden, impl):
     benchmark.group = f"MLP step 784-{hidden}-10 batch {batch} float32"
-    steps = bench_training.training_steps(batch, hidden, np.float32)
+    steps = peers.training_steps(batch, hidden, np.float32)
     if impl not in steps:
         pytest.skip(f"{impl} not installed")
     losses = [steps[impl]() for _ in range(3)]
@@ -24,7 +24,7 @@ def test_training_step(benchmark, timed, batch, hidden, impl):
 
 def test_steps_agree():
     """Every implementation takes the same step from the same start: equal losses."""
-    steps = bench_training.training_steps(16, 32, np.float64)
+    steps = peers.training_steps(16, 32, np.float64)
     first = {name: [step() for _ in range(3)] for name, step in steps.items()}
     for name, losses in first.items():
         np.testing.assert_allclose(losses, first["cygrad"], rtol=1e-10, err_msg=name)
@@ -33,7 +33,7 @@ def test_steps_agree():
 @pytest.mark.parametrize("impl", ["cygrad", "torch"])
 def test_recorded_op(benchmark, timed, impl):
     benchmark.group = "graph overhead: record a*b, sum, backward (1 element)"
-    impls = bench_training.recorded_op()
+    impls = peers.recorded_op()
     if impl not in impls:
         pytest.skip(f"{impl} not installed")
     timed(impls[impl])

@@ -15,7 +15,7 @@ from typing import List, Tuple
 import numpy as np
 
 from cygrad import Tensor, functional as F, nn, optim
-from cygrad.demo import build_model, make_spiral
+from cygrad.cli.demo import build_model, make_spiral
 
 N_ITEMS = 121    # 61 + 60 on 2 processes, 41 + 40 + 40 on 3: uneven shards
 BATCH = 40       # global batches 40, 40, 40, 1: the last one leaves ranks with nothing
@@ -68,7 +68,7 @@ def main(out: Path, mode: str, dtype: str = "float64") -> int:
         return 3
     losses = []
     if mode == "demo":
-        from cygrad.demo import train
+        from cygrad.cli.demo import train
         losses = train(net, *make_spiral(100, 3, seed=SEED), steps=DEMO_STEPS,
                        world=world).losses
     else:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cygrad
-from cygrad.demo import TrainResult, build_model, make_spiral, train
+from cygrad.cli.demo import TrainResult, build_model, make_spiral, train
 
 BACKENDS = ["cython", "reference"]
 

@@ -14,7 +14,7 @@ from typing import List, Optional
 import numpy as np
 import pytest
 
-from cygrad.demo import make_spiral, train
+from cygrad.cli.demo import make_spiral, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mpi_worker  # noqa: E402  (imports no MPI)
@@ -231,7 +231,7 @@ def test_sampler_shuffles_by_epoch_alike_on_every_rank():
 
 
 def test_importing_cygrad_does_not_import_mpi4py():
-    code = "import sys, cygrad, cygrad.demo; assert 'mpi4py' not in sys.modules"
+    code = "import sys, cygrad, cygrad.cli.demo; assert 'mpi4py' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr

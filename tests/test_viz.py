@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import cygrad as cg
-from cygrad import explain, viz
+from cygrad import viz
+from cygrad.cli import explain
 from cygrad.__main__ import main
 
 CIRCUIT = ["(x + y) * z", "x=-2", "y=5", "z=-4"]

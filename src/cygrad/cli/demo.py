@@ -9,6 +9,7 @@ ReLU hidden layer separates them to > 95% training accuracy in a few hundred Ada
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 
-from . import backends, nn, optim
-from . import functional as F
-from .tensor import Tensor, no_grad
+from .. import backends, nn, optim
+from .. import functional as F
+from ..tensor import Tensor, no_grad
+from . import non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:  # importing cygrad.distributed needs mpi4py
-    from .distributed import World
+    from ..distributed import World
 
 TARGET_ACCURACY = 0.95
 
@@ -80,7 +82,7 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, steps: int = 500,
     x = Tensor(np.asarray(X, dtype=params[0].dtype))
     x_local, y_local, weight = x, y, 1.0
     if world is not None:
-        from . import distributed
+        from .. import distributed
         distributed.broadcast_parameters(params, comm=world.comm)
         shard = distributed.DistributedSampler(len(y), world.rank, world.size)
         x_local, y_local = Tensor(x.data[shard.indices()]), y[shard.indices()]
@@ -149,27 +151,18 @@ def save_plot(plt, path: str, model: nn.Module, X: np.ndarray, y: np.ndarray,
     plt.close(fig)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive_int.__name__ = "positive int"  # argparse names the type in its error message
-
-
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["cython", "reference"], default=None,
                         help="kernels to train on (default: the active backend, "
                              f"now {backends.get_backend()!r})")
-    parser.add_argument("--steps", type=_positive_int, default=500,
+    parser.add_argument("--steps", type=positive_int, default=500,
                         help="full-batch Adam steps (default: 500)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the data and the initial weights (default: 0)")
-    parser.add_argument("--hidden", type=_positive_int, default=100,
+    parser.add_argument("--hidden", type=positive_int, default=100,
                         help="hidden units (default: 100)")
-    parser.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default: 0.02)")
+    parser.add_argument("--lr", type=positive_float, default=0.02,
+                        help="Adam learning rate (default: 0.02)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="parameter and data dtype (default: float32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -180,7 +173,7 @@ def add_arguments(parser) -> None:
                              "`mpiexec -n N` (needs `pip install cygrad[mpi]`)")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     plt = _pyplot() if args.plot else None
     if args.plot and plt is None:  # say so now, not after training
         print("demo: --plot needs matplotlib, which is not installed; "
@@ -190,19 +183,23 @@ def run(args) -> int:
     world = None
     if args.distributed:
         try:
-            from . import distributed
+            from .. import distributed
         except ImportError as exc:
             print(f"demo: --distributed: {exc}", file=sys.stderr)
             return 1
         world = distributed.init()
     X, y = make_spiral(100, 3, seed=args.seed)
-    model = build_model(args.hidden, classes=3, dtype=np.dtype(args.dtype), seed=args.seed)
     try:
+        model = build_model(args.hidden, classes=3, dtype=np.dtype(args.dtype), seed=args.seed)
         result = train(model, X, y, steps=args.steps, lr=args.lr, backend=args.backend,
                        progress=not args.quiet and (world is None or world.rank == 0),
                        world=world)
     except RuntimeError as exc:  # e.g. --backend cython in a checkout that was not built
         print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"demo: --hidden {args.hidden}: not enough memory for a layer that wide",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: a short word, no traceback; 128 + SIGINT, as shells do
         print("\ndemo: interrupted", file=sys.stderr)
@@ -216,7 +213,11 @@ def run(args) -> int:
         print(f"processes:               {world.size} (MPI), {len(y)} points split among them")
     print(f"time:                    {result.seconds:.2f} s for {args.steps} steps")
     if plt is not None:
-        save_plot(plt, args.plot, model, X, y, result)
+        try:
+            save_plot(plt, args.plot, model, X, y, result)
+        except (OSError, ValueError) as exc:  # a missing folder, an unknown suffix
+            print(f"demo: --plot {args.plot}: {exc}", file=sys.stderr)
+            return 1
         print(f"plot:                    {args.plot}")
     if result.accuracy < TARGET_ACCURACY:
         print(f"demo: accuracy {result.accuracy:.1%} is below {TARGET_ACCURACY:.0%}",

@@ -7,7 +7,8 @@ preallocated outputs with no temporaries where the peer allows. A time is the be
 several loops of calls (`time.perf_counter`; see `best_times`). The ratio is
 peer time / cygrad time: above 1, cygrad is faster.
 
-The training-step and recorded-op cases come from bench_training.py.
+Every implementation timed here is written once, in cygrad/cli/peers.py, which the suites
+in benchmarks/ time too.
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import bench_training, kernels
-from .backends import get_backend
-from .runtime import get_num_threads
+from ..backends import get_backend
+from ..runtime import get_num_threads
+from . import peers
 
-Impls = Dict[str, Callable[[], object]]  # implementation name -> zero-argument call
+Impls = peers.Impls
 Setup = Callable[[np.dtype, Optional[ModuleType]], Impls]  # (dtype, torch or None) -> Impls
 PEERS = ("numpy", "torch", "autograd")
 
@@ -34,7 +35,7 @@ PEERS = ("numpy", "torch", "autograd")
 @dataclass(frozen=True)
 class Case:
     """One row of the table. `setup(dtype, torch)` makes the inputs and returns the calls
-    to time: "cygrad" and any of PEERS (torch is None when PyTorch is not installed)."""
+    (torch is None when PyTorch is not installed): "cygrad" and any of PEERS are timed."""
     name: str
     size: str
     setup: Setup
@@ -49,32 +50,14 @@ def _random(dtype: np.dtype, *shapes: Sequence[int]) -> List[np.ndarray]:
 def _sigmoid_backward(n: int) -> Setup:
     def setup(dtype: np.dtype, torch: Optional[ModuleType]) -> Impls:
         g, y = _random(dtype, (n,), (n,))
-        out = np.empty_like(g)
-
-        def numpy() -> None:  # three passes, but no temporaries to allocate
-            np.subtract(1, y, out=out)
-            np.multiply(out, y, out=out)
-            np.multiply(out, g, out=out)
-        impls = {"cygrad": lambda: kernels.sigmoid_backward(g, y, out=out), "numpy": numpy}
-        if torch is not None:
-            gt, yt, ot = map(torch.from_numpy, (g, y, out))
-            # PyTorch's own autograd kernel for sigmoid
-            impls["torch"] = lambda: torch.ops.aten.sigmoid_backward.grad_input(
-                gt, yt, grad_input=ot)
-        return impls
+        return peers.sigmoid_backward_impls(g, y, np.empty_like(g), torch)
     return setup
 
 
 def _bias_backward(rows: int, cols: int) -> Setup:
     def setup(dtype: np.dtype, torch: Optional[ModuleType]) -> Impls:
         (g,) = _random(dtype, (rows, cols))
-        out = np.empty(cols, dtype)
-        impls = {"cygrad": lambda: kernels.bias_backward(g, out=out),
-                 "numpy": lambda: np.sum(g, 0, out=out)}
-        if torch is not None:
-            gt, ot = torch.from_numpy(g), torch.from_numpy(out)
-            impls["torch"] = lambda: torch.sum(gt, 0, out=ot)
-        return impls
+        return peers.bias_backward_impls(g, np.empty(cols, dtype), torch)
     return setup
 
 
@@ -83,59 +66,22 @@ def _linear_backward(batch: int, in_features: int, out_features: int,
     def setup(dtype: np.dtype, torch: Optional[ModuleType]) -> Impls:
         x, w, g = _random(dtype, (batch, in_features), (out_features, in_features),
                           (batch, out_features))
-        gx, gw, gb = np.zeros_like(x), np.zeros_like(w), np.zeros(out_features, dtype)
-
-        def numpy() -> None:
-            if accumulate:  # NumPy has no in-place product: each term is a temporary
-                np.add(gx, g @ w, out=gx)
-                np.add(gw, g.T @ x, out=gw)
-                np.add(gb, g.sum(0), out=gb)
-            else:
-                np.matmul(g, w, out=gx)
-                np.matmul(g.T, x, out=gw)
-                np.sum(g, 0, out=gb)
-        impls = {"cygrad": lambda: kernels.linear_backward(
-            g, x, w, grad_x=gx, grad_w=gw, grad_b=gb, accumulate=accumulate), "numpy": numpy}
-        if torch is not None:
-            gt, xt, wt, gxt, gwt, gbt = map(torch.from_numpy, (g, x, w, gx, gw, gb))
-
-            def torch_impl() -> None:
-                if accumulate:  # addmm_ is a product with beta = 1, no temporary
-                    gxt.addmm_(gt, wt)
-                    gwt.addmm_(gt.T, xt)
-                    gbt.add_(gt.sum(0))
-                else:
-                    torch.mm(gt, wt, out=gxt)
-                    torch.mm(gt.T, xt, out=gwt)
-                    torch.sum(gt, 0, out=gbt)
-            impls["torch"] = torch_impl
-        return impls
+        grads = np.zeros_like(x), np.zeros_like(w), np.zeros(out_features, dtype)
+        return peers.linear_backward_impls(g, x, w, *grads, accumulate=accumulate,
+                                           torch=torch)
     return setup
 
 
 def _matmul_backward(m: int, k: int, n: int) -> Setup:
     def setup(dtype: np.dtype, torch: Optional[ModuleType]) -> Impls:
         a, b, g = _random(dtype, (m, k), (k, n), (m, n))
-        ga, gb = np.empty_like(a), np.empty_like(b)
-
-        def numpy() -> None:
-            np.matmul(g, b.T, out=ga)
-            np.matmul(a.T, g, out=gb)
-        impls = {"cygrad": lambda: kernels.matmul_backward(g, a, b, grad_a=ga, grad_b=gb),
-                 "numpy": numpy}
-        if torch is not None:
-            gt, at, bt, gat, gbt = map(torch.from_numpy, (g, a, b, ga, gb))
-
-            def torch_impl() -> None:
-                torch.mm(gt, bt.T, out=gat)
-                torch.mm(at.T, gt, out=gbt)
-            impls["torch"] = torch_impl
-        return impls
+        return peers.matmul_backward_impls(g, a, b, np.empty_like(a), np.empty_like(b),
+                                           torch=torch)
     return setup
 
 
 def _training_step(batch: int, hidden: int) -> Setup:
-    return lambda dtype, torch: bench_training.training_steps(batch, hidden, dtype)
+    return lambda dtype, torch: peers.training_steps(batch, hidden, dtype)
 
 
 CASES: List[Case] = [
@@ -154,7 +100,7 @@ CASES: List[Case] = [
     Case("MLP step 784-H-10", "batch 1, H 64", _training_step(1, 64)),
     Case("MLP step 784-H-10", "batch 64, H 256", _training_step(64, 256)),
     Case("MLP step 784-H-10", "batch 1024, H 1024", _training_step(1024, 1024), quick=False),
-    Case("recorded mul+sum", "1 element", lambda dtype, torch: bench_training.recorded_op()),
+    Case("recorded mul+sum", "1 element", lambda dtype, torch: peers.recorded_op()),
 ]
 
 
@@ -255,28 +201,30 @@ def run(args: argparse.Namespace) -> int:
         import torch
     except ImportError:
         torch = None
-    peers = [p for p in PEERS if p == "numpy" or importlib.util.find_spec(p) is not None]
+    installed = [p for p in PEERS if p == "numpy" or importlib.util.find_spec(p) is not None]
     repeats, min_loop_s, settle_s = (5, 0.01, 0.2) if args.quick else (10, 0.05, 0.3)
     dtype = np.dtype(args.dtype)
-    title = (f"cygrad vs {', '.join(peers)}: {dtype}, cygrad backend {get_backend()!r}, "
+    title = (f"cygrad vs {', '.join(installed)}: {dtype}, cygrad backend {get_backend()!r}, "
              f"{get_num_threads()} thread(s)")
     print(f"{title}; best of 2 x {repeats} loops; ratio = peer time / cygrad time "
           "(> 1: cygrad faster)")
-    for missing in sorted(set(PEERS) - set(peers)):
+    for missing in sorted(set(PEERS) - set(installed)):
         print(f"({missing} not installed: pip install {missing} to compare with it)")
-    print(_row(["case", "size", "cygrad"] + [h for p in peers for h in (p, f"{p}/cygrad")]))
+    print(_row(["case", "size", "cygrad"] + [h for p in installed for h in (p, f"{p}/cygrad")]))
     results = []
     for case in CASES:
         if args.quick and not case.quick:
             continue
-        times = best_times(case.setup(dtype, torch), repeats, min_loop_s, settle_s)
+        impls = case.setup(dtype, torch)
+        shown = {name: impls[name] for name in ["cygrad", *installed] if name in impls}
+        times = best_times(shown, repeats, min_loop_s, settle_s)
         cells = [case.name, case.size, _format_time(times["cygrad"])]
-        for peer in peers:  # a peer a case has no version for gets a dash
+        for peer in installed:  # a peer a case has no version for gets a dash
             cells += ([_format_time(times[peer]), f"{times[peer] / times['cygrad']:.2f}x"]
                       if peer in times else ["-", "-"])
         print(_row(cells), flush=True)
         results.append((case, times))
     if args.plot:
-        plot_ratios(results, peers, args.plot, title)
+        plot_ratios(results, installed, args.plot, title)
         print(f"plot written to {args.plot}")
     return 0

@@ -1,7 +1,7 @@
-"""Soak test: train a small MLP for many steps and check that memory does not grow.
+"""`python -m cygrad soak`: train a small MLP for many steps; check memory does not grow.
 
-    python benchmarks/soak.py                  # 100,000 steps (a minute or two)
-    python benchmarks/soak.py --steps 2000     # the short version tests/test_soak.py runs
+    python -m cygrad soak                      # 100,000 steps (a minute or two)
+    python -m cygrad soak --steps 2000 --json  # the short version tests/test_soak.py runs
 
 After a warm-up (allocator pools, NumPy's caches and the optimizer state are filled by then)
 it records the process's resident memory (VmRSS from /proc/self/status, else the peak from
@@ -16,7 +16,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import sys
 import time
 import tracemalloc
@@ -25,9 +24,10 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-import cygrad as cg
-from cygrad import functional as F
-from cygrad import nn, optim
+from .. import backends, nn, optim
+from .. import functional as F
+from ..tensor import Tensor
+from . import non_negative_float, non_negative_int, positive_int
 
 MiB = 1 << 20
 
@@ -41,6 +41,8 @@ def rss_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    import resource  # Unix only; reached only where /proc is missing
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, Linux: KiB
 
@@ -53,7 +55,7 @@ def make_step(batch: int = 64, in_features: int = 16, hidden: int = 32, classes:
     model = nn.Sequential(nn.Linear(in_features, hidden, dtype=dtype, rng=rng), nn.Sigmoid(),
                           nn.Linear(hidden, hidden, dtype=dtype, rng=rng), nn.ReLU(),
                           nn.Linear(hidden, classes, dtype=dtype, rng=rng))
-    x = cg.Tensor(rng.standard_normal((batch, in_features)), dtype=dtype)
+    x = Tensor(rng.standard_normal((batch, in_features)), dtype=dtype)
     labels = rng.integers(0, classes, batch)
     params = model.parameters()
     optimizer = optim.Adam(params, lr=1e-3)
@@ -131,47 +133,49 @@ def problems(report: Report, max_rss_growth: int, max_traced_growth: int) -> Lis
     return found
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
-    return value
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=_positive_int, default=100_000,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=positive_int, default=100_000,
                         help="measured training steps (default: 100,000)")
-    parser.add_argument("--warmup", type=int, default=1000,
+    parser.add_argument("--warmup", type=non_negative_int, default=1000,
                         help="steps before the first measurement (default: 1000)")
     parser.add_argument("--backend", choices=["cython", "reference"], default=None,
                         help="kernels to train on (default: the active backend)")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--max-rss-growth-mib", type=float, default=8.0,
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="parameter and data dtype (default: float32)")
+    parser.add_argument("--max-rss-growth-mib", type=non_negative_float, default=8.0,
                         help="exit 1 when RSS grew by more (default: 8 MiB)")
-    parser.add_argument("--max-traced-growth-kib", type=float, default=256.0,
+    parser.add_argument("--max-traced-growth-kib", type=non_negative_float, default=256.0,
                         help="exit 1 when tracemalloc's count grew by more (default: 256 KiB)")
     parser.add_argument("--no-tracemalloc", action="store_true",
                         help="RSS only (tracemalloc slows every allocation down)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
 
-    if args.backend:
-        cg.set_backend(args.backend)
-    report = soak(make_step(dtype=np.dtype(args.dtype)), args.steps, args.warmup,
-                  trace=not args.no_tracemalloc)
+
+def run(args: argparse.Namespace) -> int:
+    """0: nothing grew past its limit; 1: something did (each named)."""
+    try:
+        with backends.use_backend(args.backend or backends.get_backend()):
+            backend = backends.get_backend()
+            report = soak(make_step(dtype=np.dtype(args.dtype)), args.steps, args.warmup,
+                          trace=not args.no_tracemalloc)
+    except RuntimeError as exc:  # e.g. --backend cython in a checkout that was not built
+        print(f"soak: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nsoak: interrupted", file=sys.stderr)
+        return 130
     found = problems(report, int(args.max_rss_growth_mib * MiB),
                      int(args.max_traced_growth_kib * 1024))
     if args.json:
         print(json.dumps(dict(asdict(report), rss_growth=report.rss_growth,
-                              traced_growth=report.traced_growth, backend=cg.get_backend(),
+                              traced_growth=report.traced_growth, backend=backend,
                               dtype=args.dtype, problems=found)))
     else:
         traced = ("off" if report.traced_growth is None else
                   f"{report.traced_start / 1024:.1f} KiB -> {report.traced_end / 1024:.1f} KiB"
                   f" (growth {report.traced_growth / 1024:+.1f} KiB)")
         print(f"steps:       {report.steps} after {args.warmup} warm-up steps "
-              f"({cg.get_backend()}, {args.dtype}, pid {os.getpid()})")
+              f"({backend}, {args.dtype}, pid {os.getpid()})")
         print(f"time:        {report.seconds:.1f} s ({report.steps / report.seconds:.0f} steps/s)")
         print(f"RSS:         {report.rss_start / MiB:.1f} MiB -> {report.rss_end / MiB:.1f} MiB "
               f"(growth {report.rss_growth / MiB:+.2f} MiB)")
@@ -179,7 +183,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"loss:        {report.first_loss:.4f} -> {report.last_loss:.4f}")
         print("result:      " + ("; ".join(found) if found else "no growth beyond the limits"))
     return 1 if found else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
