@@ -220,7 +220,8 @@ def binary_cross_entropy(input: TensorLike, target: TensorLike, weight: Any = No
         losses = losses * w
 
     def grad_input() -> np.ndarray:
-        grad = (x - t) / np.maximum(x * (1 - x), x.dtype.type(1e-12))
+        # PyTorch's floor is the float32 1e-12, also in float64
+        grad = (x - t) / np.maximum(x * (1 - x), x.dtype.type(np.float32(1e-12)))
         return grad if w is None else grad * w
 
     def grad_target() -> np.ndarray:
