@@ -275,8 +275,7 @@ def test_render_svg(capsys, tmp_path):
 
 def test_summary_counts_parameters(capsys):
     model = cg.nn.Sequential(cg.nn.Linear(784, 256), cg.nn.Sigmoid(), cg.nn.Linear(256, 10))
-    text = viz.summary(model, (1, 784))
-    assert capsys.readouterr().out == text + "\n"
+    text = str(viz.summary(model, (1, 784)))
     rows = [line.split() for line in text.splitlines()]
     assert ["0", "Linear", "(1,", "256)", "200,960", "float32"] in rows
     assert ["1", "Sigmoid", "(1,", "256)", "0", "float32"] in rows
@@ -296,7 +295,48 @@ def test_summary_of_a_module_lists_its_children(capsys):
             return self.blocks[1](self.blocks[0](self.encoder(x)))
 
     net = Net()
-    text = viz.summary(net, (7, 5), dtype=np.float64)
+    text = str(viz.summary(net, (7, 5), dtype=np.float64))
     assert "encoder    Linear  (7, 4)" in text and "blocks[1]  Linear  (7, 3)" in text
     assert text.splitlines()[-1] == "total parameters: 36"  # 5*4 + 4 + 4*3
     assert "forward" not in vars(net.encoder)  # the recording wrappers are gone
+
+
+def test_summary_returns_the_table_and_prints_nothing(capsys):
+    """One way to show it: the REPL shows the returned object (its repr is the table),
+    a script prints it; summary() itself prints nothing, so the REPL does not show it
+    twice."""
+    model = cg.nn.Sequential(cg.nn.Linear(3, 4, dtype=np.float64), cg.nn.ReLU(),
+                             cg.nn.Linear(4, 2, dtype=np.float64))
+    result = cg.summary(model, (5, 3), dtype=np.float64)
+    assert capsys.readouterr().out == ""
+    assert isinstance(result, viz.ModelSummary)
+    assert repr(result) == str(result)
+    assert str(result).splitlines()[0] == "Sequential: input (5, 3) float64, output (5, 2)"
+    assert result.total_params == 3 * 4 + 4 + 4 * 2 + 2
+    assert result.input_shape == (5, 3) and result.output_shape == (5, 2)
+    assert [(r.name, r.type, r.output_shape, r.params) for r in result.layers] == [
+        ("0", "Linear", (5, 4), 16), ("1", "ReLU", (5, 4), 0), ("2", "Linear", (5, 2), 10)]
+    assert all(r.dtype == np.float64 for r in result.layers)
+    print(result)
+    assert capsys.readouterr().out == str(result) + "\n"
+
+
+def test_summary_marks_a_layer_the_forward_pass_skips():
+    class Skips(cg.nn.Module):
+        def __init__(self):
+            self.used = cg.nn.Linear(2, 2)
+            self.unused = cg.nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.used(x)
+
+    result = cg.summary(Skips(), (1, 2))
+    unused = result.layers[1]
+    assert unused.name == "unused" and unused.output_shape is None and unused.dtype is None
+    assert "unused  Linear  (not called)" in str(result)
+    assert result.total_params == 6 + 9
+
+
+def test_summary_refuses_what_is_not_a_module():
+    with pytest.raises(TypeError, match="^model: expected a Module, got list"):
+        cg.summary([cg.nn.Linear(2, 2)], (1, 2))

@@ -26,7 +26,8 @@ import numpy as np
 from .nn import Module, Sequential
 from .tensor import Tensor, no_grad
 
-__all__ = ["Node", "Graph", "trace", "to_dot", "render", "summary", "format_value"]
+__all__ = ["Node", "Graph", "trace", "to_dot", "render", "summary", "ModelSummary",
+           "LayerSummary", "format_value"]
 
 
 @dataclass(frozen=True)
@@ -250,13 +251,61 @@ def _count(params: Sequence[Tensor]) -> int:
     return sum(int(p.size) for p in params)
 
 
+@dataclass(frozen=True)
+class LayerSummary:
+    """One row of a ModelSummary: `output_shape` and `dtype` are None for a layer the
+    forward pass did not call."""
+    name: str
+    type: str
+    output_shape: Optional[Tuple[int, ...]]
+    params: int
+    dtype: Optional[np.dtype]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What `summary()` returns. Its str() and repr() are the table, so the REPL shows it
+    once and `print(summary(...))` prints it; the numbers are attributes."""
+    model_type: str
+    input_shape: Tuple[int, ...]
+    input_dtype: np.dtype
+    output_shape: Optional[Tuple[int, ...]]
+    layers: Tuple[LayerSummary, ...]
+    total_params: int
+
+    def __str__(self) -> str:
+        rows = [("layer", "type", "output shape", "params", "dtype")]
+        rows += [(layer.name, layer.type,
+                  "(not called)" if layer.output_shape is None else str(layer.output_shape),
+                  f"{layer.params:,}", "" if layer.dtype is None else str(layer.dtype))
+                 for layer in self.layers]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        right = (False, False, False, True, False)  # counts line up on the right
+
+        def line(row: Tuple[str, ...]) -> str:
+            cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
+            return "  ".join(cells).rstrip()
+
+        rule = "-" * len(line(rows[0]))
+        output = "?" if self.output_shape is None else self.output_shape
+        return "\n".join([f"{self.model_type}: input {self.input_shape} {self.input_dtype}, "
+                          f"output {output}", line(rows[0]), rule]
+                         + [line(r) for r in rows[1:]]
+                         + [rule, f"total parameters: {self.total_params:,}"])
+
+    __repr__ = __str__
+
+
 def summary(model: Module, input_shape: Union[int, Sequence[int]],
-            dtype: object = np.float32) -> str:
-    """A table of the model's layers (a Sequential's layers, or another module's children):
-    name, type, output shape, parameter count and output dtype, with the total parameter
-    count (shared parameters counted once). Runs `model` on zeros of `input_shape` (the
-    whole input, batch axis included, e.g. (1, 784)) under no_grad. Prints the table and
-    returns it."""
+            dtype: object = np.float32) -> ModelSummary:
+    """The model's layers (a Sequential's layers, or another module's children): name,
+    type, output shape, parameter count and output dtype, with the total parameter count
+    (shared parameters counted once). Runs `model` on zeros of `input_shape` (the whole
+    input, batch axis included, e.g. (1, 784)) under no_grad.
+
+    Returns a ModelSummary and prints nothing: its str() and repr() are the table, so in
+    the REPL `cg.summary(model, (1, 784))` shows it (once), and a script prints it with
+    `print(cg.summary(model, (1, 784)))`."""
     if not isinstance(model, Module):
         raise TypeError(f"model: expected a Module, got {type(model).__name__}")
     shape = (int(input_shape),) if np.isscalar(input_shape) else tuple(map(int, input_shape))
@@ -286,22 +335,12 @@ def summary(model: Module, input_shape: Union[int, Sequence[int]],
             else:
                 m.forward = previous
 
-    rows = [("layer", "type", "output shape", "params", "dtype")]
+    rows = []
     for name, m in layers:
         t = outputs.get(id(m))
-        rows.append((name, type(m).__name__, str(t.shape) if t is not None else "(not called)",
-                     f"{_count(m.parameters()):,}", str(t.dtype) if t is not None else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    right = (False, False, False, True, False)  # counts line up on the right
-
-    def line(row) -> str:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
-        return "  ".join(cells).rstrip()
-
-    rule = "-" * len(line(rows[0]))
-    text = "\n".join([f"{type(model).__name__}: input {shape} {np.dtype(dtype)}, output "
-                      f"{getattr(out, 'shape', '?')}", line(rows[0]), rule]
-                     + [line(r) for r in rows[1:]]
-                     + [rule, f"total parameters: {_count(model.parameters()):,}"])
-    print(text)
-    return text
+        rows.append(LayerSummary(name, type(m).__name__, None if t is None else tuple(t.shape),
+                                 _count(m.parameters()), None if t is None else t.dtype))
+    out_shape = getattr(out, "shape", None)
+    return ModelSummary(type(model).__name__, shape, np.dtype(dtype),
+                        None if out_shape is None else tuple(out_shape), tuple(rows),
+                        _count(model.parameters()))
