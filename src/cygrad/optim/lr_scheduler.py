@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import types
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Sequence, Union
 
@@ -114,8 +115,8 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
-        state["lr_lambdas"] = [None if callable(fn) and not hasattr(fn, "__dict__")
-                               or type(fn).__name__ == "function" else dict(vars(fn))
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType)
+                               or not hasattr(fn, "__dict__") else dict(vars(fn))
                                for fn in self.lr_lambdas]
         return state
 
