@@ -102,7 +102,12 @@ def normalize_dims(op: str, dim: Dim, ndim: int) -> Tuple[int, ...]:
     is real code) and has no axis to reduce: the result is the tensor's value."""
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    if isinstance(dim, (int, np.integer)):
+        dims = (dim,)
+    elif isinstance(dim, (tuple, list)):
+        dims = tuple(dim)
+    else:
+        raise TypeError(f"{op}: dim: expected an int or a tuple of ints, got {dim!r}")
     size = builtins.max(ndim, 1)
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
