@@ -114,19 +114,36 @@ class Module:
 
     def named_parameters(self, prefix: str = "", recurse: bool = True,
                          remove_duplicate: bool = True) -> Iterator[Tuple[str, Tensor]]:
-        """(dotted name, parameter): a module's own parameters, then its children's, as
-        PyTorch orders them; a shared parameter is listed once (under its first name)."""
-        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
-                   if recurse else [(prefix, self)])
+        """(dotted name, parameter) in PyTorch's order: a module's own parameters, then
+        its children's (and those held in a list or dict attribute) in attribute order; a
+        shared parameter is listed once, under its first name."""
         seen: Set[int] = set()
-        for module_prefix, module in modules:
-            for name, value in module._named_members():
-                if isinstance(value, Tensor):
-                    if remove_duplicate:
-                        if id(value) in seen:
-                            continue
-                        seen.add(id(value))
-                    yield (f"{module_prefix}.{name}" if module_prefix else name), value
+        for name, p in self._walk_parameters(prefix, set(), remove_duplicate, recurse):
+            if remove_duplicate:
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+            yield name, p
+
+    def _walk_parameters(self, prefix: str, memo: Set[int], remove_duplicate: bool,
+                         recurse: bool) -> Iterator[Tuple[str, Tensor]]:
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        members = list(self._named_members())
+        dotted = [f"{prefix}.{name}" if prefix else name for name, _ in members]
+        # A parameter attribute comes first (PyTorch's _parameters); one in a list or dict
+        # comes where a ParameterList child would, among the children.
+        for full, (name, value) in zip(dotted, members):
+            if isinstance(value, Tensor) and "." not in name:
+                yield full, value
+        for full, (name, value) in zip(dotted, members):
+            if isinstance(value, Module):
+                if recurse:
+                    yield from value._walk_parameters(full, memo, remove_duplicate, True)
+            elif "." in name:
+                yield full, value
 
     def parameters(self, recurse: bool = True) -> List[Tensor]:
         """The parameters, each once. A list (PyTorch gives a generator): it can be
@@ -228,7 +245,7 @@ class Module:
         for arg in args:
             if isinstance(arg, Tensor):
                 dtype = arg.dtype
-            elif isinstance(arg, str) and arg.split(":")[0] == "cpu":
+            elif isinstance(arg, str) and not arg.startswith("float"):
                 device = arg
             else:
                 dtype = arg

@@ -50,8 +50,9 @@ def clip_grad_norm_(parameters: Parameters, max_norm: float, norm_type: float = 
                            "pass error_if_nonfinite=False to clip anyway")
     coef = max_norm / (total + 1e-6)
     if not coef >= 1:  # a NaN norm makes the gradients NaN, as in PyTorch
-        for g in grads:
-            g *= g.dtype.type(coef)
+        with np.errstate(invalid="ignore"):  # inf * 0 is NaN, as in PyTorch
+            for g in grads:
+                g *= g.dtype.type(coef)
     return Tensor(np.asarray(total, dtype=dtype))
 
 
