@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
@@ -180,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
               "install it with `pip install matplotlib` (or `pip install cygrad[plot]`)",
               file=sys.stderr)
         return 1
+    if args.plot and not Path(args.plot).parent.is_dir():
+        print(f"demo: --plot {args.plot}: the folder {str(Path(args.plot).parent)!r} does not "
+              "exist", file=sys.stderr)
+        return 2
     world = None
     if args.distributed:
         try:
