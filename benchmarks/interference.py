@@ -1,15 +1,15 @@
 """What other thread pools and the allocator do to a step: measurements behind claims in
 the README, each a comparison within one run.
 
-    python benchmarks/interference.py blas         # one OpenBLAS pool against two
-    python benchmarks/interference.py pools        # BLAS jobs on OpenMP's threads or not
+    python benchmarks/interference.py blas         # one OpenBLAS library against two
+    python benchmarks/interference.py pools        # shared threads (opt-in) or not
     python benchmarks/interference.py torch-order  # torch imported before or after cygrad
     python benchmarks/interference.py page-faults  # glibc returning memory, per step
 
 `blas` alternates a NumPy product with a cygrad product (float32, 64x784x256), with cygrad
 on NumPy's OpenBLAS and then on SciPy's. `pools` alternates a cygrad product with a
 PyTorch op on 200K elements (an optimizer's add), with the product's jobs on cygrad's
-OpenMP threads (the default) and on OpenBLAS's own (CYGRAD_BLAS_THREADS=blas). `pools`,
+OpenMP threads (CYGRAD_SHARE_THREADS=1) and on OpenBLAS's own (the default). `pools`,
 `torch-order` and `page-faults` run each case in a fresh interpreter, since what they
 measure is fixed when a library loads or by the allocation history. Steps are the MLP
 steps of benchmarks/test_bench_interop.py.
@@ -35,20 +35,20 @@ def blas() -> None:
 
     import cygrad  # noqa: F401  (chooses the BLAS)
     from cygrad import _linear
-    from cygrad.backends import _blas
+    from cygrad import runtime
 
     rng = np.random.default_rng(0)
     x = rng.random((64, 784), dtype=np.float32)
     w = rng.random((256, 784), dtype=np.float32)
     out = np.empty((64, 256), np.float32)
-    choices = ["numpy", "scipy"] if _blas.find_numpy_blas() else ["scipy"]
+    choices = ["numpy", "scipy"] if runtime.find_numpy_blas() else ["scipy"]
     for name in choices:
-        _blas.use(_linear, name)
+        runtime.use_blas(name)
         alone = _best_us(lambda: _linear.linear_forward(x, w, None, out), 200)
         pair = _best_us(lambda: (x @ w.T, _linear.linear_forward(x, w, None, out)), 50)
         print(f"cygrad on {name:5}'s OpenBLAS: product alone {alone:8.1f} us, "
               f"NumPy product then cygrad product {pair:8.1f} us a pair")
-    _blas.select(_linear)
+    runtime.use_blas(choices[0])
 
 
 POOLS = """
@@ -73,15 +73,15 @@ POOLS = """
 
 
 def pools() -> None:
-    for threads in ("openmp", "blas"):
+    for share in ("1", "0"):
         clean = {k: v for k, v in os.environ.items()
                  if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
         result = subprocess.run(
             [sys.executable, "-W", "ignore", "-c", textwrap.dedent(POOLS)],
-            env={**clean, "CYGRAD_BLAS_THREADS": threads}, capture_output=True, text=True,
+            env={**clean, "CYGRAD_SHARE_THREADS": share}, capture_output=True, text=True,
             check=True)
         product, add, pair = map(float, result.stdout.split())
-        print(f"CYGRAD_BLAS_THREADS={threads:6}: cygrad product {product:6.1f} us, "
+        print(f"CYGRAD_SHARE_THREADS={share}: cygrad product {product:6.1f} us, "
               f"torch add_ {add:5.1f} us, the two in turn {pair:6.1f} us a pair")
 
 
@@ -118,14 +118,14 @@ def _step_in_fresh_process(imports: str, maker: str, batch: int, hidden: int, ar
 
 
 def torch_order() -> None:
-    for threads in ("openmp", "blas"):
+    for share in ("1", "0"):
         for label, imports in (("adapter imported first", "import cygrad.interop.torch, torch"),
                                ("torch imported first", "import torch, cygrad")):
             for swap in (False, True):
                 ms, _ = _step_in_fresh_process(imports, "_torch_step", 64, 256, (swap,), 20,
-                                               {"CYGRAD_BLAS_THREADS": threads})
+                                               {"CYGRAD_SHARE_THREADS": share})
                 engine = "torch + cygrad" if swap else "torch"
-                print(f"CYGRAD_BLAS_THREADS={threads:6} {label:23} {engine:14} "
+                print(f"CYGRAD_SHARE_THREADS={share} {label:23} {engine:14} "
                       f"784-256-10 batch 64: {ms:7.2f} ms a step")
 
 

@@ -145,12 +145,11 @@ cdef blasint _blas_max = 0
 cdef str _blas_name = None
 
 
-def use_blas(str name not None, addresses, bint ilp64, size_t threads_setter=0):
+def use_blas(str name not None, addresses, bint ilp64):
     """Route every product through the BLAS `name`, given `addresses`: the integer
     addresses of its Fortran routines sgemm, dgemm, sgemv, dgemv, saxpy and daxpy, which
-    must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. `threads_setter`: the
-    address of the library's openblas_set_threads_callback_function, to run its parallel
-    jobs on OpenMP's threads, or 0 to leave them on its own. Not while kernels run."""
+    must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. Chosen by
+    cygrad/runtime.py; not while kernels run."""
     global _sgemm, _dgemm, _sgemv, _dgemv, _saxpy, _daxpy, _blas_max, _blas_name
     global sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
     if addresses is None or len(addresses) != 6 or not all(
@@ -175,8 +174,15 @@ def use_blas(str name not None, addresses, bint ilp64, size_t threads_setter=0):
         _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
         _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
         _blas_max = INT_MAX
-    cg_blas_threads_use(<void*>threads_setter)
     _blas_name = name
+
+
+def share_blas_threads(size_t threads_setter):
+    """Hand the BLAS's parallel jobs to this module's OpenMP threads through
+    `threads_setter`, the address of its openblas_set_threads_callback_function; 0 takes
+    the callback out again, leaving the BLAS on its own pool. The opt-in of
+    cygrad.runtime.share_threads; not while products run."""
+    cg_blas_threads_use(<void*>threads_setter)
 
 
 def blas_in_use():
@@ -189,21 +195,22 @@ include "_openmp_runtime.pxi"
 
 
 def threads_callback() -> int:
-    """The address of the callback `use_blas` installs in the BLAS (0 in a build without
-    OpenMP), so that backends/_blas.py can tell it from someone else's."""
+    """The address of the callback `share_blas_threads` installs in the BLAS (0 in a build
+    without OpenMP), so that cygrad/runtime.py can tell it from someone else's."""
     return <size_t>cg_blas_threads_callback()
 
 
 def blas_threads() -> str:
-    """Whose threads run the products' parallel jobs: "openmp" or "blas" (the library's
-    own pool: no OpenMP in this build, a BLAS without the callback, or a forked child)."""
+    """Whose threads run the products' parallel jobs: "openmp" (shared) or "blas" (the
+    library's own pool: the default, and always without OpenMP, with a BLAS that has no
+    callback, or in a forked child)."""
     return "openmp" if cg_blas_threads_in_use() else "blas"
 
 
 cdef int _require_blas() except -1:
     if _blas_name is None:
         raise RuntimeError("no BLAS chosen yet: import cygrad, which chooses one "
-                           "(backends/_blas.py)")
+                           "(cygrad/runtime.py)")
     return 0
 
 

@@ -7,9 +7,12 @@ cdef extern from "_threads.h":
 
 def use_openmp_runtime(addresses) -> None:
     """Run this module's parallel work on another OpenMP runtime from now on, given the
-    integer addresses of its OPENMP_ENTRY_POINTS (backends/_blas.py; _threads.h says
-    when). Not while kernels run."""
+    integer addresses of its entry points (cygrad/runtime.py; _threads.h says when), or
+    on this module's own again with `addresses=()`. Not while kernels run."""
     cdef void* fns[7]
+    if addresses is not None and len(addresses) == 0:
+        cg_use_openmp_runtime(NULL)
+        return
     if addresses is None or len(addresses) != 7 or not all(
             isinstance(p, int) and p > 0 for p in addresses):
         raise ValueError("addresses: expected seven nonzero int addresses, those of "

@@ -47,9 +47,14 @@ static struct {
 } cg_other;
 
 /* `fns`: the other runtime's GOMP_parallel, omp_get_thread_num, omp_get_num_threads,
-   omp_get_active_level, omp_get_max_active_levels, omp_get_dynamic, omp_get_thread_limit.
-   Set once, before the calls that use it; the entry point is published last. */
+   omp_get_active_level, omp_get_max_active_levels, omp_get_dynamic, omp_get_thread_limit;
+   NULL: this module's own runtime again. Set before the calls that use it; the entry point
+   is published last. */
 static void cg_use_openmp_runtime(void *const *fns) {
+    if (fns == NULL) {
+        __atomic_store_n(&cg_other.parallel, (cg_gomp_parallel_t)NULL, __ATOMIC_RELEASE);
+        return;
+    }
     cg_other.thread_num = (cg_omp_query_t)fns[1];
     cg_other.num_threads = (cg_omp_query_t)fns[2];
     cg_other.active_level = (cg_omp_query_t)fns[3];

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cygrad
-from cygrad.backends import _blas
+from cygrad import runtime
 
 SEED = 20240611
 
@@ -49,17 +49,17 @@ def kernels(request):
 
 
 # The BLAS libraries the products can run on here: SciPy's always, NumPy's where found.
-BLAS_CHOICES = ["scipy"] + (["numpy"] if _blas.find_numpy_blas() else [])
+BLAS_CHOICES = ["scipy"] + (["numpy"] if runtime.find_numpy_blas() else [])
 
 
 @pytest.fixture(params=BLAS_CHOICES)
 def each_blas(request):
     """The compiled products routed through each BLAS in turn; the process's own choice is
     put back afterwards."""
-    from cygrad import _linear
-    _blas.use(_linear, request.param)
+    before = runtime.blas_in_use()
+    runtime.use_blas(request.param)
     yield request.param
-    _blas.select(_linear)
+    runtime.use_blas(before)
 
 
 @pytest.fixture

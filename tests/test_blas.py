@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import cygrad
-from cygrad import _linear, optim
-from cygrad.backends import _blas
+from cygrad import _linear, optim, runtime
 from cygrad.backends import cython as compiled
 from cygrad.backends import reference
 
@@ -26,7 +25,7 @@ def numpy_ships_ilp64_openblas() -> bool:
 
 
 def python(code: str, **env_vars) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("CYGRAD_BACKEND", "CYGRAD_BLAS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CYGRAD_")}
     env.update(env_vars)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)
@@ -41,7 +40,7 @@ def test_numpy_blas_is_used_when_numpy_ships_it():
         assert (name, limit) == ("scipy", 2 ** 31 - 1)
     elif numpy_ships_ilp64_openblas():
         assert (name, limit) == ("numpy", 2 ** 63 - 1)
-        assert _blas.find_numpy_blas() is not None
+        assert runtime.find_numpy_blas() is not None
     else:
         assert (name, limit) == ("scipy", 2 ** 31 - 1)
 
@@ -49,7 +48,7 @@ def test_numpy_blas_is_used_when_numpy_ships_it():
 def test_numpy_blas_is_the_library_numpy_loaded():
     """The library found is NumPy's own file (so the same loaded copy and thread pool),
     not another OpenBLAS on the system."""
-    found = _blas.find_numpy_blas()
+    found = runtime.find_numpy_blas()
     if found is None:
         assert not numpy_ships_ilp64_openblas()
         return
@@ -70,7 +69,7 @@ def test_environment_variable_chooses(value, expected):
     result = python("import cygrad; from cygrad import _linear; "
                     "print(_linear.blas_in_use()[0])", CYGRAD_BLAS=value)
     assert result.returncode == 0, result.stderr
-    want = expected or ("numpy" if _blas.find_numpy_blas() else "scipy")
+    want = expected or ("numpy" if runtime.find_numpy_blas() else "scipy")
     assert result.stdout.split() == [want]
 
 
@@ -80,7 +79,7 @@ def test_environment_variable_numpy_is_honoured_or_refused():
     result = python("import warnings; warnings.simplefilter('error'); import cygrad; "
                     "from cygrad import _linear; print(_linear.blas_in_use()[0])",
                     CYGRAD_BLAS="numpy")
-    if _blas.find_numpy_blas():
+    if runtime.find_numpy_blas():
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["numpy"]
     else:
@@ -109,33 +108,16 @@ def test_use_blas_rejects_bad_addresses(addresses, ilp64):
     assert _linear.blas_in_use() == before
 
 
-def test_a_library_that_computes_wrong_is_not_used(monkeypatch):
-    """select() checks a small product through the routines it found: when the result is
-    wrong (here a stub module whose product gives zeros), it goes back to SciPy's."""
-    class Stub:
-        def __init__(self):
-            self.calls = []
-
-        def use_blas(self, name, addresses, ilp64, threads_setter=0):
-            self.calls.append((name, ilp64))
-
-        def threads_callback(self):
-            return 0
-
-        def linear_forward(self, x, w, b, out):
-            out[...] = 0  # wrong unless x @ w.T is 0
-
-        def bias_backward(self, g, out, accumulate):
-            out[...] = g.sum(0)
-
-        def add_scaled(self, out, x, alpha):
-            out += alpha * x
-
-    monkeypatch.delenv("CYGRAD_BLAS", raising=False)
-    monkeypatch.setattr(_blas, "find_numpy_blas", lambda: ("lib", (1, 2, 3, 4, 5, 6)))
-    stub = Stub()
-    assert _blas.select(stub) == "scipy"
-    assert stub.calls == [("numpy", True), ("scipy", False)]
+def test_use_blas_switches_and_names_the_choice():
+    before = runtime.blas_in_use()
+    try:
+        runtime.use_blas("scipy")
+        assert _linear.blas_in_use() == ("scipy", 2 ** 31 - 1)
+        with pytest.raises(ValueError, match="^name: expected one of numpy, scipy"):
+            runtime.use_blas("mkl")
+        assert runtime.blas_in_use() == "scipy"
+    finally:
+        runtime.use_blas(before)
 
 
 def test_products_past_the_32_bit_limit_are_refused_only_on_scipys_blas(each_blas):
@@ -270,7 +252,7 @@ def test_reference_add_scaled_is_numpys_expression(rng):
 
 
 def test_scipy_blas_is_taken_from_its_capsules_with_32_bit_sizes():
-    addresses = _blas.find_scipy_blas()
+    _, addresses = runtime._scipy_blas()
     assert len(addresses) == 6 and all(isinstance(a, int) and a > 0 for a in addresses)
 
 

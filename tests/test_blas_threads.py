@@ -1,6 +1,7 @@
-"""Whose threads run the products' parallel jobs (csrc/_blas_threads.h): cygrad's OpenMP
-threads where the BLAS offers it, else the BLAS's own; the results are the same either way,
-in a forked child, from several Python threads, and where OpenMP cannot promise a team."""
+"""Whose threads run the products' parallel jobs (csrc/_blas_threads.h): the BLAS's own by
+default, cygrad's OpenMP threads after the opt-in (cygrad.runtime.share_threads) where the
+BLAS offers it; the results are the same either way, in a forked child, from several Python
+threads, and where OpenMP cannot promise a team."""
 from __future__ import annotations
 
 import ctypes
@@ -14,16 +15,17 @@ import pytest
 
 import cygrad
 from cygrad import _elementwise, _linear
-from cygrad.backends import _blas, reference
+from cygrad import runtime
+from cygrad.backends import reference
 
-NUMPY_BLAS = _blas.find_numpy_blas()
+NUMPY_BLAS = runtime.find_numpy_blas()
 # Big enough that OpenBLAS splits every product into jobs for its threads.
 M, K, N = 300, 500, 400
 
 
 def _offers_callback(path: str) -> bool:
     library = ctypes.CDLL(path)
-    return any(hasattr(library, name) for name in _blas._THREADS_SYMBOLS)
+    return any(hasattr(library, name) for name in runtime._THREADS_SYMBOLS)
 
 
 def run_python(code: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
@@ -34,34 +36,50 @@ def run_python(code: str, timeout: float = 120, **env: str) -> subprocess.Comple
 
 
 @pytest.fixture(params=["openmp", "blas"])
-def each_pool(request, monkeypatch):
-    """The products' jobs on each pool in turn; the process's own choice is put back."""
-    monkeypatch.setenv(_blas.THREADS_ENV, request.param)
-    _blas.use(_linear, "numpy" if NUMPY_BLAS else "scipy")
+def each_pool(request):
+    """The products' jobs on each pool in turn (shared, and the default); the default is
+    put back."""
+    runtime.share_threads(request.param == "openmp")
     yield _linear.blas_threads()
-    monkeypatch.undo()
-    _blas.select(_linear)
+    runtime.share_threads(False)
 
 
-def test_the_default_pool_is_openmp_where_the_blas_offers_it():
-    name, _ = _linear.blas_in_use()
-    paths = [NUMPY_BLAS[0]] if name == "numpy" else _blas._scipy_library_files()
-    offers = _elementwise.openmp_enabled() and any(_offers_callback(p) for p in paths)
-    assert _linear.blas_threads() == ("openmp" if offers else "blas")
-    assert cygrad.backends.blas_threads() == _linear.blas_threads()
+def _offered() -> bool:
+    """Whether the BLAS in use can hand its jobs to cygrad's OpenMP threads."""
+    name = runtime.blas_in_use()
+    if name == "numpy":
+        paths = [NUMPY_BLAS[0]]
+    else:
+        paths = runtime._library_files(__import__("scipy").__file__, "scipy")
+    return _elementwise.openmp_enabled() and any(_offers_callback(p) for p in paths)
 
 
-def test_blas_threads_env_chooses_the_blas_pool():
-    result = run_python("from cygrad import _linear; print(_linear.blas_threads())",
-                        CYGRAD_BLAS_THREADS="blas")
+def test_the_default_pool_is_the_blas_own_and_sharing_is_opt_in():
+    assert not runtime.threads_shared()
+    assert _linear.blas_threads() == runtime.blas_threads() == "blas"
+    try:
+        assert runtime.share_threads() == _offered()
+        assert runtime.threads_shared()
+        assert _linear.blas_threads() == ("openmp" if _offered() else "blas")
+    finally:
+        assert runtime.share_threads(False) is False
+    assert _linear.blas_threads() == "blas"
+
+
+@pytest.mark.parametrize("value, shared", [("1", True), ("0", False), ("", False)])
+def test_share_threads_env_opts_in(value, shared):
+    result = run_python("from cygrad import _linear, runtime; "
+                        "print(_linear.blas_threads(), runtime.threads_shared())",
+                        CYGRAD_SHARE_THREADS=value)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["blas"]
+    pool = "openmp" if shared and _offered() else "blas"
+    assert result.stdout.split() == [pool, str(shared)]
 
 
-def test_blas_threads_env_rejects_an_unknown_value():
-    result = run_python("import cygrad", CYGRAD_BLAS_THREADS="gpu")
+def test_share_threads_env_rejects_an_unknown_value():
+    result = run_python("import cygrad", CYGRAD_SHARE_THREADS="gpu")
     assert result.returncode != 0
-    assert "CYGRAD_BLAS_THREADS: expected one of openmp, blas, got 'gpu'" in result.stderr
+    assert "CYGRAD_SHARE_THREADS: expected one of 0, 1, got 'gpu'" in result.stderr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -125,11 +143,11 @@ FORK = """
 def test_a_forked_child_computes_on_the_fork_safe_pool():
     """GNU OpenMP's pool hangs in a child forked after the parent used it: the child runs
     the loops on one thread and the products on the BLAS's own pool."""
-    result = run_python(FORK, timeout=60)
+    result = run_python(FORK, timeout=60, CYGRAD_SHARE_THREADS="1")
     assert result.returncode == 0, result.stderr
     child, parent = result.stdout.splitlines()
     assert child.split() == ["blas", "1", "True"]
-    assert parent.split() == [_linear.blas_threads(), "True"]
+    assert parent.split() == ["openmp" if _offered() else "blas", "True"]
 
 
 @pytest.mark.parametrize("env", [{"OMP_DYNAMIC": "true"}, {"OMP_THREAD_LIMIT": "1"}],
@@ -142,7 +160,7 @@ def test_products_are_right_where_openmp_cannot_promise_a_team(env):
         from cygrad import _linear, kernels
         x = np.random.default_rng(0).random((300, 500))
         print(_linear.blas_threads(), np.allclose(kernels.linear_forward(x, x), x @ x.T))
-        """, timeout=60, **env)
+        """, timeout=60, CYGRAD_SHARE_THREADS="1", **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[1] == "True"
 
@@ -152,16 +170,16 @@ def test_products_are_right_where_openmp_cannot_promise_a_team(env):
 def test_a_callback_someone_else_installed_is_left_alone():
     result = run_python(f"""
         import ctypes
-        from cygrad.backends import _blas
+        from cygrad import runtime
         library = ctypes.CDLL({NUMPY_BLAS[0]!r})
         from cygrad import _linear
-        variable = ctypes.c_void_p.in_dll(library, {_blas._CALLBACK_VARIABLE!r})
+        variable = ctypes.c_void_p.in_dll(library, {runtime._CALLBACK_VARIABLE!r})
         ours = _linear.threads_callback()
-        print(variable.value == ours, _blas.threads_setter({NUMPY_BLAS[0]!r}, ours) != 0)
+        print(variable.value == ours, runtime._threads_setter({NUMPY_BLAS[0]!r}, ours) != 0)
         variable.value = 1  # someone's callback (never called: no product runs here)
-        print(_blas.threads_setter({NUMPY_BLAS[0]!r}, ours))
+        print(runtime._threads_setter({NUMPY_BLAS[0]!r}, ours))
         variable.value = ours
-        """)
+        """, CYGRAD_SHARE_THREADS="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True", "0"]
 
@@ -265,13 +283,13 @@ OTHER_RUNTIME = """
     import numpy as np
     import cygrad
     from cygrad import _elementwise, _linear, kernels
-    from cygrad.backends import _blas
+    from cygrad import runtime
     cygrad.set_num_threads(2)  # parallel loops even on one core
     ours = [l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l]
     copy = shutil.copy(ours[0], {tmp!r} + "/libgomp-copy.so.1")
     ctypes.CDLL(copy)  # a file of its own: a second, separate OpenMP runtime
-    theirs = _blas.openmp_entry_points(copy)
-    assert theirs[1] != _blas.openmp_entry_points(_linear.__file__)[1]
+    theirs = runtime._openmp_entry_points(copy)
+    assert theirs[1] != runtime._openmp_entry_points(_linear.__file__)[1]
     _elementwise.use_openmp_runtime(theirs)
     _linear.use_openmp_runtime(theirs)
     rng = np.random.default_rng(0)
@@ -279,16 +297,22 @@ OTHER_RUNTIME = """
     print(np.allclose(kernels.sigmoid_forward(s), 1 / (1 + np.exp(-s))),
           np.allclose(kernels.sigmoid_backward(s, s), s * s * (1 - s)),
           np.allclose(kernels.linear_forward(x, w), x @ w.T))
+    _elementwise.use_openmp_runtime(())  # back to cygrad's own
+    _linear.use_openmp_runtime(())
+    print(np.allclose(kernels.sigmoid_forward(s), 1 / (1 + np.exp(-s))),
+          np.allclose(kernels.linear_forward(x, w), x @ w.T))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 @pytest.mark.skipif(not _elementwise.openmp_enabled(), reason="a build without OpenMP")
 def test_loops_and_products_run_on_another_openmp_runtime(tmp_path):
-    """What the torch adapter does where PyTorch's OpenMP runtime is not cygrad's: every
-    parallel region of cygrad's starts on the other runtime's team, with the same results.
-    The other runtime here is a second copy of cygrad's own libgomp."""
+    """What share_threads() does where PyTorch's OpenMP runtime is not cygrad's: every
+    parallel region of cygrad's starts on the other runtime's team, with the same results,
+    until it is told to use its own again. The other runtime here is a second copy of
+    cygrad's own libgomp."""
     result = run_python(OTHER_RUNTIME.format(tmp=str(tmp_path)), timeout=60,
-                        OPENBLAS_NUM_THREADS="2")  # products in two jobs even on one core
+                        OPENBLAS_NUM_THREADS="2",  # products in two jobs even on one core
+                        CYGRAD_SHARE_THREADS="1")  # and those jobs on the OpenMP team
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "True", "True"]
+    assert result.stdout.split() == ["True"] * 5

@@ -406,10 +406,11 @@ def test_default_backend_is_the_compiled_one(tmp_path):
 
 
 def test_environment_variable_with_an_unknown_backend(tmp_path):
+    """The error names the variable the value came from, and the valid values."""
     result = run_python("import cygrad", tmp_path, CYGRAD_BACKEND="fortran")
     assert result.returncode != 0
-    assert "ValueError: backend: unknown name 'fortran'; known: 'cython', 'reference'" \
-        in result.stderr
+    assert ("ValueError: CYGRAD_BACKEND: unknown backend 'fortran'; expected one of "
+            "'cython', 'reference' (unset it for the default, 'cython')") in result.stderr
 
 
 MISSING_COMPILED = """

@@ -2,7 +2,8 @@
 
 "cython" (compiled, the default) and "reference" (plain NumPy, the oracle) are built in;
 `register_backend` adds others. The environment variable CYGRAD_BACKEND picks the one
-active at import. The choice is process-wide: every thread sees the same backend.
+active at import. The choice is process-wide: every thread sees the same backend. Which
+BLAS and whose threads the compiled backend runs on is cygrad/runtime.py's business.
 """
 from __future__ import annotations
 
@@ -22,44 +23,8 @@ _active: Any = reference
 # Why the compiled module could not be imported, if it could not.
 compiled_import_error: Optional[str] = None
 
-def user_chose_openmp_wait() -> bool:
-    return "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
-
-
-@contextlib.contextmanager
-def short_openmp_spin(needed: bool = True) -> Iterator[None]:
-    """GOMP_SPINCOUNT=1000 in the environment while a GNU OpenMP runtime loads (it reads the
-    variable once, then), if `needed` and the user did not choose the wait; afterwards the
-    environment is as it was, so a library loaded later keeps its own default.
-
-    Needed only where the BLAS keeps its own thread pool (an OpenBLAS older than 0.3.28, or
-    CYGRAD_BLAS_THREADS=blas). There, after a parallel loop, GNU OpenMP's idle threads spin
-    for ~300,000 iterations before sleeping and take the cores from the BLAS threads of the
-    next matrix product (a training step at 1024x1024 ran 2x slower; with a spin of 1000 it
-    ran as fast as on one thread). Where OpenMP's threads run the BLAS jobs too, the long
-    spin is what keeps them ready for the next product, so OpenMP keeps its default."""
-    if not needed or user_chose_openmp_wait():
-        yield
-        return
-    os.environ["GOMP_SPINCOUNT"] = "1000"
-    try:
-        yield
-    finally:
-        del os.environ["GOMP_SPINCOUNT"]
-
-
-def blas_threads() -> str:
-    """Whose threads run the products' parallel jobs: "openmp" (cygrad's OpenMP threads,
-    one pool with the element-wise loops) or "blas" (the BLAS library's own pool)."""
-    compiled = _backends.get("cython")
-    return compiled._linear.blas_threads() if compiled else "blas"
-
-
 try:
-    from . import _blas
-    # The compiled module loads libgomp.
-    with short_openmp_spin(needed=not _blas.jobs_will_run_on_openmp()):
-        from . import cython as _compiled
+    from . import cython as _compiled
     _backends["cython"] = _compiled
 except ImportError as exc:  # e.g. a source checkout used without building it
     compiled_import_error = f"{type(exc).__name__}: {exc}"
@@ -124,9 +89,16 @@ def use_backend(name: str) -> Iterator[ModuleType]:
         _active = previous
 
 
+ENV = "CYGRAD_BACKEND"
+
+
 def _initial_backend() -> Any:
-    wanted = os.environ.get("CYGRAD_BACKEND")
+    wanted = os.environ.get(ENV)
     if wanted:
+        if wanted not in _backends and wanted != "cython":
+            raise ValueError(f"{ENV}: unknown backend {wanted!r}; expected one of "
+                             f"{', '.join(repr(n) for n in available_backends())} "
+                             f"(unset it for the default, 'cython')")
         return _lookup(wanted)
     if "cython" in _backends:
         return _backends["cython"]

@@ -12,11 +12,11 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .. import _elementwise, _linear, _memory
-from . import _blas, _checks
+from .. import _memory, runtime
+from . import _checks
 from ._checks import as_rows
 
-_blas.select(_linear)  # NumPy's own BLAS where found (one thread pool), else SciPy's
+_elementwise, _linear = runtime.load_compiled()  # the runtime has chosen their BLAS
 
 Array = np.ndarray
 name = "cython"

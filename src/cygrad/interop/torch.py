@@ -34,62 +34,17 @@ does), so optimizers, hooks, tied weights and state_dicts made before remain val
 """
 from __future__ import annotations
 
-import glob
-import os
-import sys
-import warnings
 from typing import Optional, Tuple
 
-from .. import backends, kernels
+import torch
 
-# PyTorch's Linux wheels bundle GNU OpenMP, which a cygrad built from source shares (one
-# libgomp.so.1 per process), and cygrad's products hand their parallel jobs to those same
-# OpenMP threads: one pool runs PyTorch's ops and cygrad's kernels, and whichever runs next
-# finds it awake. A cygrad that bundles its own OpenMP runtime moves its threads to
-# PyTorch's (below). With a BLAS that keeps its own pool (OpenBLAS before 0.3.28,
-# CYGRAD_BLAS_THREADS=blas), PyTorch's idle threads, left at their default long busy-wait,
-# take the cores that pool needs: measured on 2 cores, 784-256-10 at batch 64, 7.8 ms a
-# step instead of 0.44 ms (`python benchmarks/interference.py torch-order`). Then torch
-# loads with a short spin, and if it was loaded before, it is too late and the user is told.
-_torch_loaded_before = "torch" in sys.modules
-_two_pools = backends.blas_threads() != "openmp"
-with backends.short_openmp_spin(needed=_two_pools):
-    import torch
-if _two_pools and _torch_loaded_before and sys.platform.startswith("linux") and \
-        not backends.user_chose_openmp_wait():
-    warnings.warn(
-        "cygrad.interop.torch: torch was imported first, and this BLAS runs products on "
-        "threads of its own, so PyTorch's OpenMP threads spin long after each op and take "
-        "the cores the BLAS threads need (a training step can run 10x slower). Import "
-        "cygrad.interop.torch before torch, or start Python with GOMP_SPINCOUNT=1000 in the "
-        "environment.", RuntimeWarning, stacklevel=2)
+from .. import kernels, runtime
 
-
-def _pytorchs_openmp() -> Optional[Tuple[int, ...]]:
-    """The entry points of PyTorch's OpenMP runtime where it is not cygrad's, else None."""
-    from ..backends import _blas
-
-    compiled = backends._backends.get("cython")
-    libraries = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib",
-                                       "libtorch_cpu.*"))
-    if compiled is None or not libraries:
-        return None
-    theirs = _blas.openmp_entry_points(libraries[0])
-    ours = _blas.openmp_entry_points(compiled._linear.__file__)
-    return theirs if theirs and ours and theirs[1] != ours[1] else None
-
-
-# A cygrad whose OpenMP runtime is not PyTorch's (a wheel that bundles its own libgomp)
-# would keep two pools spinning against each other: a 784-256-10 step at batch 64 took
-# 2.3 ms instead of 0.41 on 2 cores. So cygrad's loops and products move to PyTorch's.
-threads_on_pytorchs_openmp = False
-if not _two_pools:
-    _theirs = _pytorchs_openmp()
-    if _theirs:
-        _compiled = backends._backends["cython"]
-        _compiled._elementwise.use_openmp_runtime(_theirs)
-        _compiled._linear.use_openmp_runtime(_theirs)
-        threads_on_pytorchs_openmp = True
+# Loading the adapter leaves PyTorch's threads, and cygrad's, as they were. Where the user
+# opted in to one thread pool before torch was loaded, the opt-in now also covers PyTorch's
+# OpenMP runtime (docs/threads.md).
+if runtime.threads_shared():
+    runtime.share_threads()
 
 __all__ = ["LinearFunction", "SigmoidFunction", "linear", "sigmoid", "Linear", "Sigmoid",
            "cygradify"]
