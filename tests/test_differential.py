@@ -1,0 +1,147 @@
+"""cygrad against PyTorch on random computation graphs (tests/_graphs.py draws them):
+forward values, the dtype and requires_grad of every value, every leaf's gradient, and the
+leaves after two optimizer steps, on both backends, float32 and float64 mixed.
+
+The examples are fixed (derandomized), so CI runs the same graphs every time. A longer
+exploration:
+
+    CYGRAD_DIFFERENTIAL_EXAMPLES=20000 python -m pytest tests/test_differential.py -q
+
+and with other graphs than CI's (any integer seed; the same seed gives the same graphs):
+
+    CYGRAD_DIFFERENTIAL_SEED=7 CYGRAD_DIFFERENTIAL_EXAMPLES=5000 python -m pytest \\
+        tests/test_differential.py -q
+
+A failure prints a standalone program that rebuilds the graph in cygrad and in PyTorch and
+prints both sides' values.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+
+import cygrad as cg
+
+from _graphs import DTYPES, HEADER, Graph, graphs
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed")
+
+EXAMPLES = int(os.environ.get("CYGRAD_DIFFERENTIAL_EXAMPLES", "500"))
+SEED = os.environ.get("CYGRAD_DIFFERENTIAL_SEED")
+# too_slow: each example draws a whole graph (dozens of choices, PyTorch run at every
+# step), slower than hypothesis expects of one example. function_scoped_fixture: `backend`
+# only selects the backend, the same for every example; nothing else carries over.
+DIFFERENTIAL = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                        derandomize=SEED is None,
+                        suppress_health_check=[HealthCheck.too_slow,
+                                               HealthCheck.function_scoped_fixture])
+
+# The one place for tolerances. The leaves are small exact numbers, so most results are
+# exact in both libraries; the rest differ by the rounding of exp, log, tanh, ... and by the
+# order in which sums add, a few units in the last place of the largest term, carried
+# through up to a dozen ops. So: a relative part, and an absolute part scaled by the
+# largest finite magnitude in the compared array (a sum's error follows its largest term,
+# not its result, which may cancel to 0).
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1e-13)}
+
+
+def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarray],
+                dtype: str) -> List[str]:
+    """What differs between two arrays: None-ness, shape, NaN positions (exactly: NaN where
+    PyTorch has NaN), infinities (by sign), finite values (within TOL[dtype])."""
+    if ours is None or theirs is None:
+        if ours is None and theirs is None:
+            return []
+        return [f"{name}: cygrad {'None' if ours is None else 'an array'}, "
+                f"PyTorch {'None' if theirs is None else 'an array'}"]
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if ours.shape != theirs.shape:
+        return [f"{name}: shape {ours.shape}, PyTorch {theirs.shape}"]
+    if dtype not in DTYPES:  # integers, booleans: exactly
+        return [] if np.array_equal(ours, theirs) else [
+            f"{name}: {ours.tolist()}, PyTorch {theirs.tolist()}"]
+    ours64, theirs64 = ours.astype(np.float64), theirs.astype(np.float64)
+    if not np.array_equal(np.isnan(ours64), np.isnan(theirs64)):
+        return [f"{name}: NaN at {np.argwhere(np.isnan(ours64)).tolist()}, PyTorch at "
+                f"{np.argwhere(np.isnan(theirs64)).tolist()}"]
+    if not np.array_equal(np.where(np.isinf(ours64), ours64, 0),
+                          np.where(np.isinf(theirs64), theirs64, 0)):
+        return [f"{name}: infinities differ: {ours.tolist()}, PyTorch {theirs.tolist()}"]
+    finite = np.isfinite(theirs64)
+    scale = max(1.0, float(np.abs(theirs64[finite]).max(initial=0)))
+    tol = TOL[dtype]
+    error = np.abs(ours64 - theirs64)[finite]
+    bound = tol["atol"] * scale + tol["rtol"] * np.abs(theirs64[finite])
+    if np.all(error <= bound):
+        return []
+    return [f"{name}: {ours.tolist()}, PyTorch {theirs.tolist()} (largest difference "
+            f"{error.max():.3g}, allowed {bound[error.argmax()]:.3g})"]
+
+
+def run(lines: List[str], namespace: Dict[str, object]) -> Optional[str]:
+    """Run the lines one by one; the first one that raises, with its error, or None."""
+    for line in lines:
+        try:
+            exec(line, namespace)  # noqa: S102 (the graph's own generated lines)
+        except Exception as exc:  # noqa: BLE001 (any error is a difference to report)
+            return f"cygrad raised on `{line}`: {type(exc).__name__}: {exc}"
+    return None
+
+
+def compare(graph: Graph, backend: str) -> List[str]:
+    """Every difference between cygrad (on `backend`) and PyTorch on `graph`."""
+    ours: Dict[str, object] = {}
+    theirs: Dict[str, object] = {}
+    exec(HEADER, ours)  # noqa: S102
+    exec(HEADER, theirs)  # noqa: S102
+    steps = graph.steps
+    exec("\n".join([f"t{i} = {s.theirs}" for i, s in enumerate(steps)]
+                   + graph.backward_lines("t", "torch.tensor")), theirs)  # noqa: S102
+    error = run([f"a{i} = {s.ours}" for i, s in enumerate(steps)]
+                + graph.backward_lines("a", ""), ours)
+    if error:
+        return [error]
+    found: List[str] = []
+    for i, value in enumerate(graph.values):
+        a, t = ours[f"a{i}"], theirs[f"t{i}"]
+        if isinstance(a, cg.Tensor):
+            data, requires_grad = a.data, a.requires_grad
+        else:  # argmax/argmin give a NumPy array of indices (their docstrings)
+            data, requires_grad = np.asarray(a), False
+        if str(data.dtype) != value.dtype:
+            found.append(f"a{i} = {steps[i].ours}: dtype {data.dtype}, PyTorch "
+                         f"{value.dtype}")
+        if requires_grad != value.requires_grad:
+            found.append(f"a{i} = {steps[i].ours}: requires_grad {requires_grad}, PyTorch "
+                         f"{value.requires_grad}")
+        found += differences(f"a{i} = {steps[i].ours}", data, t.detach().numpy(),
+                             value.dtype)
+        if value.is_leaf and value.requires_grad:
+            found += differences(f"a{i}.grad", a.grad,
+                                 None if t.grad is None else t.grad.numpy(), value.dtype)
+    if graph.optimizer and not found:
+        ours_line, theirs_line = graph.optimizer
+        exec(theirs_line.replace("{p}", graph.params("t")), theirs)  # noqa: S102
+        error = run([ours_line.replace("{p}", graph.params("a"))], ours)
+        if error:
+            return [error]
+        for i in graph.param_indices():
+            found += differences(f"a{i} after two optimizer steps", ours[f"a{i}"].data,
+                                 theirs[f"t{i}"].detach().numpy(), graph.values[i].dtype)
+    return found
+
+
+@DIFFERENTIAL
+@given(graph=graphs())
+def test_graphs_match_torch(backend, graph):
+    found = compare(graph, backend)
+    assert not found, ("cygrad and PyTorch differ:\n  " + "\n  ".join(found)
+                       + "\n\nReproducer:\n\n" + graph.program(backend))
+
+
+if SEED is not None:  # another fixed set of graphs, for a longer exploration
+    test_graphs_match_torch = seed(int(SEED))(test_graphs_match_torch)
