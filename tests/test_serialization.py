@@ -253,3 +253,40 @@ def test_import_cygrad_does_not_import_safetensors():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def _training_run(dtype, seed=0):
+    model = cg.nn.Sequential(cg.nn.Linear(4, 6, dtype=dtype, rng=seed), cg.nn.ReLU(),
+                             cg.nn.Linear(6, 3, dtype=dtype, rng=seed + 1))
+    optimizer = cg.optim.AdamW(model.parameters(), lr=0.05)
+    scheduler = cg.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    return model, optimizer, scheduler
+
+
+def _steps(model, optimizer, scheduler, x, y, n):
+    for _ in range(n):
+        optimizer.zero_grad()
+        cg.functional.cross_entropy(model(cg.Tensor(x)), y).backward()
+        optimizer.step()
+        scheduler.step()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_checkpoint_resumes_training_exactly(dtype, backend, rng, tmp_path):
+    x, y = rng.standard_normal((10, 4)).astype(dtype), rng.integers(0, 3, 10)
+    model, optimizer, scheduler = _training_run(dtype)
+    _steps(model, optimizer, scheduler, x, y, 3)
+    cg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": 3}, tmp_path / "ckpt.safetensors")
+    _steps(model, optimizer, scheduler, x, y, 3)  # the uninterrupted run
+
+    checkpoint = cg.load(tmp_path / "ckpt.safetensors")
+    resumed, resumed_optimizer, resumed_scheduler = _training_run(dtype, seed=5)
+    resumed.load_state_dict(checkpoint["model"])
+    resumed_optimizer.load_state_dict(checkpoint["optimizer"])
+    resumed_scheduler.load_state_dict(checkpoint["scheduler"])
+    assert checkpoint["epoch"] == 3
+    _steps(resumed, resumed_optimizer, resumed_scheduler, x, y, 3)
+    for (name, want), got in zip(model.state_dict().items(), resumed.state_dict().values()):
+        np.testing.assert_array_equal(got.data, want.data, err_msg=name)
+    assert resumed_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
