@@ -78,9 +78,12 @@ class TensorDataset(Dataset):
         return len(self._arrays[0])
 
     def _batch(self, indices: Union[slice, np.ndarray]) -> tuple:
-        # A copy (fancy indexing, or a slice copied): a batch changed in place must not
-        # change the dataset.
-        return tuple(_as_batch_field(np.array(a[indices])) for a in self._arrays)
+        # Always a copy, so that a batch changed in place leaves the dataset as it was:
+        # `take` gathers shuffled rows into a new array (in one pass, faster than fancy
+        # indexing), and a slice of rows in order is copied.
+        if isinstance(indices, slice):
+            return tuple(_as_batch_field(a[indices].copy()) for a in self._arrays)
+        return tuple(_as_batch_field(a.take(indices, axis=0)) for a in self._arrays)
 
 
 def default_collate(batch: Sequence[Any]) -> Any:
