@@ -66,7 +66,6 @@ def test_bad_flag_values_are_parser_errors(capsys, argv, message):
     assert err.startswith("usage: ")  # argparse's own report: usage, then the error
 
 
-@pytest.mark.slow
 @pytest.mark.subprocess
 @pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "-1"], ["--seed", "-1"]])
 def test_bad_flag_values_exit_2_without_a_traceback(flags):
@@ -138,6 +137,7 @@ def test_demo_refuses_a_plot_file_in_a_missing_folder_before_training(capsys, tm
     assert captured.out == ""  # it stopped before training
 
 
+@pytest.mark.slow
 def test_bench_prints_a_row_per_case(capsys, monkeypatch):
     """The table, on two small cases: a row each with cygrad's time and NumPy's ratio."""
     cases = [case for case in bench.CASES if case.size in ("1K", "64x256")]
@@ -204,6 +204,7 @@ def test_kernel_peers_agree(rng, dtype, accumulate):
                 start, [g @ b.T + base[0], a.T @ g + base[1]], dtype)
 
 
+@pytest.mark.slow
 def test_training_peers_take_the_same_steps():
     """Every installed peer starts from the same weights and data: equal losses."""
     steps = peers.training_steps(16, 32, np.float64)

@@ -37,6 +37,7 @@ def test_make_spiral_is_deterministic():
     assert not np.array_equal(X1, X3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_reaches_95_percent(backend, seed):
@@ -59,6 +60,8 @@ def test_backends_train_alike():
     np.testing.assert_allclose(results[0].losses, results[1].losses, rtol=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_demo_quiet():
     proc = _run("-m", "cygrad", "demo", "--quiet", "--steps", "200", "--backend", "cython")
     assert proc.returncode == 0, proc.stderr
@@ -67,12 +70,14 @@ def test_cli_demo_quiet():
     assert "it/s" not in proc.stderr  # --quiet: no progress bar
 
 
+@pytest.mark.subprocess
 def test_cli_demo_fails_below_95_percent():
     proc = _run("-m", "cygrad", "demo", "--quiet", "--steps", "3")
     assert proc.returncode == 1
     assert "below 95%" in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_cli_plot_without_matplotlib_exits_1(tmp_path):
     # matplotlib may be installed: a None entry in sys.modules makes importing it fail.
     code = ("import sys; sys.modules['matplotlib'] = None; import cygrad.__main__ as m; "
@@ -84,6 +89,8 @@ def test_cli_plot_without_matplotlib_exits_1(tmp_path):
     assert not (tmp_path / "never-written.png").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_cli_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "spiral.png"

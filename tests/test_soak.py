@@ -35,6 +35,8 @@ def no_gc():
         gc.enable()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("backend", ["cython", "reference"])
 def test_training_steps_do_not_grow_memory(backend):
     """2,000 steps of an MLP after a warm-up, in a fresh process: RSS and tracemalloc's
@@ -54,6 +56,7 @@ def test_training_steps_do_not_grow_memory(backend):
     assert report["last_loss"] < report["first_loss"]
 
 
+@pytest.mark.slow
 def test_soak_catches_a_leak():
     """The measurement is sensitive: a step that keeps 200 bytes alive each time fails."""
     kept = []
@@ -63,8 +66,9 @@ def test_soak_catches_a_leak():
         kept.append(bytes(200))
         return train()
 
-    report = soak.soak(leaky_step, steps=STEPS, warmup=50)
-    assert report.traced_growth >= STEPS * 200
+    steps = 500  # 100 KiB kept: past the limit, in a quarter of the soak's steps
+    report = soak.soak(leaky_step, steps=steps, warmup=50)
+    assert report.traced_growth >= steps * 200
     found = soak.problems(report, MAX_RSS_GROWTH_MIB << 20, MAX_TRACED_GROWTH_KIB * 1024)
     assert any("tracemalloc grew" in p for p in found), found
 

@@ -98,6 +98,7 @@ def test_explain_staged_example(capsys, backend):
     assert ops == ["div", "add", "pow", "add", "sigmoid", "add", "sigmoid"]
 
 
+@pytest.mark.subprocess
 def test_explain_as_a_program():
     for args, want in ((CIRCUIT, (-12, -4, -4)), (STAGED, _staged_by_hand(3, -4))):
         done = subprocess.run([sys.executable, "-m", "cygrad", "explain", *args],
