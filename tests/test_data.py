@@ -98,6 +98,21 @@ def test_same_seed_same_sequence_of_epochs(rng):
         np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_without_a_generator_manual_seed_makes_the_shuffles_reproducible(rng):
+    x, y = _data(rng, 30)
+    loader = DataLoader(TensorDataset(x, np.arange(30)), batch_size=30, shuffle=True)
+
+    def two_epochs(seed):
+        cg.manual_seed(seed)
+        return [next(iter(loader))[1] for _ in range(2)]
+
+    first, again, other = two_epochs(11), two_epochs(11), two_epochs(12)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], first[1])  # still a new order each epoch
+    assert not np.array_equal(first[0], other[0])
+
+
 def test_fast_path_equals_sample_by_sample_collation(rng):
     x, y = _data(rng, 37)
     for shuffle in (False, True):

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from . import creation
 from .tensor import Tensor
 
 __all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate"]
@@ -136,8 +137,9 @@ class DataLoader:
     - `shuffle=False`: samples in order 0 .. len - 1. `shuffle=True`: a new random order
       every epoch (every `iter(loader)`), drawn from `generator`.
     - `generator`: an int seed or a `numpy.random.Generator`. With a seed, two loaders made
-      with the same seed give the same sequence of epochs; with None, the orders are not
-      reproducible.
+      with the same seed give the same sequence of epochs. With None, the orders come from
+      cygrad's default generator, which `cg.manual_seed(seed)` makes reproducible (as
+      torch.manual_seed does for PyTorch's loaders).
     - `drop_last=True` drops a last batch smaller than `batch_size`.
     - `collate_fn(samples)` makes a batch from a list of samples (`default_collate`).
     - `len(loader)` is the number of batches per epoch.
@@ -171,7 +173,7 @@ class DataLoader:
         self.generator = generator
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         # One Generator for the loader's life: each epoch draws the next order from it.
-        self._rng = np.random.default_rng(generator)
+        self._rng = None if generator is None else np.random.default_rng(generator)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -179,7 +181,9 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         n, size = len(self.dataset), self.batch_size
-        order = self._rng.permutation(n) if self.shuffle else None
+        # The default generator is looked up each epoch: manual_seed replaces it.
+        rng = creation.default_generator() if self._rng is None else self._rng
+        order = rng.permutation(n) if self.shuffle else None
         stop_at = n - n % size if self.drop_last else n
         fast = isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate
         for start in range(0, stop_at, size):
