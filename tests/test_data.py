@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import cygrad as cg
-from cygrad.data import DataLoader, Dataset, TensorDataset, default_collate
+from cygrad.data import (DataLoader, Dataset, Subset, TensorDataset, default_collate,
+                         random_split)
 
 
 class Rows(Dataset):
@@ -228,3 +229,55 @@ def test_dataset_base_class_says_what_is_missing():
         Dataset()[0]
     with pytest.raises(NotImplementedError, match="Dataset does not define __len__"):
         len(Dataset())
+
+
+@pytest.mark.parametrize("lengths", [[0.7, 0.3], [0.5, 0.25, 0.25], [0.34, 0.33, 0.33],
+                                     [1.0, 0.0], [10, 13], [23, 0]])
+@pytest.mark.filterwarnings("ignore:Length of split")  # torch's note on an empty split
+def test_random_split_lengths_match_torch(lengths):
+    torch = pytest.importorskip("torch")
+    from torch.utils import data as torch_data
+    dataset = TensorDataset(np.arange(23.0))
+    parts = random_split(dataset, lengths, generator=0)
+    want = torch_data.random_split(torch_data.TensorDataset(torch.arange(23.0)), lengths)
+    assert [len(p) for p in parts] == [len(p) for p in want]
+    taken = np.concatenate([np.asarray(p.indices, dtype=np.intp) for p in parts])
+    np.testing.assert_array_equal(np.sort(taken), np.arange(23))  # disjoint, all covered
+
+
+def test_random_split_is_reproducible_and_batches_fast(rng):
+    x, y = _data(rng, 40)
+    dataset = TensorDataset(x, y)
+    train, test = random_split(dataset, [30, 10], generator=4)
+    again, _ = random_split(dataset, [30, 10], generator=np.random.default_rng(4))
+    np.testing.assert_array_equal(train.indices, again.indices)
+    for shuffle in (False, True):
+        fast = DataLoader(train, batch_size=7, shuffle=shuffle, generator=1)
+        slow = DataLoader(Subset(Rows(x, y), train.indices), batch_size=7, shuffle=shuffle,
+                          generator=1)
+        got, want = _as_arrays(fast), _as_arrays(slow)
+        assert len(got) == len(want) == 5
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+    nested = Subset(train, [2, 0])  # a subset of a subset
+    (xb, yb), = DataLoader(nested, batch_size=2)
+    np.testing.assert_array_equal(yb, y[[train.indices[2], train.indices[0]]])
+    x0, y0 = nested[1]
+    np.testing.assert_array_equal(x0, x[train.indices[0]])
+
+
+def test_random_split_and_subset_check_their_arguments():
+    dataset = TensorDataset(np.arange(10.0))
+    with pytest.raises(ValueError, match=r"^lengths: expected counts that add up to 10"):
+        random_split(dataset, [5, 4])
+    with pytest.raises(ValueError, match="^lengths: fractions must add up to 1"):
+        random_split(dataset, [0.5, 0.4])
+    with pytest.raises(ValueError, match="^lengths: expected non-negative"):
+        random_split(dataset, [-1, 11])
+    with pytest.raises(TypeError, match="^generator: expected None"):
+        random_split(dataset, [5, 5], generator="x")
+    with pytest.raises(ValueError, match=r"^indices: expected values in \[0, 10\)"):
+        Subset(dataset, [0, 10])
+    with pytest.raises(TypeError, match="^indices: expected a sequence of ints"):
+        Subset(dataset, [0.5])

@@ -19,7 +19,8 @@ import numpy as np
 from . import creation
 from .tensor import Tensor
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "default_collate"]
+__all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader",
+           "default_collate"]
 
 GeneratorLike = Union[None, int, np.random.Generator]
 
@@ -87,6 +88,71 @@ class TensorDataset(Dataset):
         return tuple(_as_batch_field(a.take(indices, axis=0)) for a in self._arrays)
 
 
+class Subset(Dataset):
+    """The samples of `dataset` at `indices`, in that order: `subset[i]` is
+    `dataset[indices[i]]`. The DataLoader batches a Subset of a TensorDataset with one
+    indexing operation per field, as it does the TensorDataset."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        positions = np.asarray(indices)
+        if positions.ndim != 1 or (positions.size and positions.dtype.kind not in "iu"):
+            raise TypeError(f"indices: expected a sequence of ints, got "
+                            f"{type(indices).__name__} of shape {positions.shape} and dtype "
+                            f"{positions.dtype}")
+        n = len(dataset)
+        if positions.size and (positions.min() < 0 or positions.max() >= n):
+            raise ValueError(f"indices: expected values in [0, {n}) (the dataset's length), "
+                             f"got values from {positions.min()} to {positions.max()}")
+        self.dataset, self.indices = dataset, indices
+        self._positions = positions.astype(np.intp)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[int(self._positions[index])]
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    def _batch(self, indices: Union[slice, np.ndarray]) -> tuple:
+        return self.dataset._batch(self._positions[indices])
+
+
+def _sliceable(dataset: Dataset) -> bool:
+    """Whether batches can be cut from the dataset's arrays in one indexing operation."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return isinstance(dataset, TensorDataset)
+
+
+def random_split(dataset: Dataset, lengths: Sequence[Union[int, float]],
+                 generator: GeneratorLike = None) -> List[Subset]:
+    """Splits `dataset` at random into Subsets of the given lengths, which are either
+    counts that add up to `len(dataset)` or fractions that add up to 1 (each split then
+    gets floor(fraction * len) samples, and the samples left over go one each to the
+    first splits, as in PyTorch). `generator`: an int seed, a numpy Generator, or None for
+    cygrad's default generator (see `cg.manual_seed`)."""
+    n = len(dataset)
+    values = list(lengths)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
+                                                                    np.floating)) or v < 0
+                         for v in values):
+        raise ValueError(f"lengths: expected non-negative counts or fractions, got {lengths!r}")
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        counts = [int(v) for v in values]
+    elif math.isclose(sum(values), 1) and all(v <= 1 for v in values):
+        counts = [math.floor(n * v) for v in values]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+    else:
+        raise ValueError(f"lengths: fractions must add up to 1, got {sum(values)}")
+    if sum(counts) != n:
+        raise ValueError(f"lengths: expected counts that add up to {n} (the dataset's "
+                         f"length), got {counts} (total {sum(counts)})")
+    rng = creation.default_generator() if generator is None else _check_generator(generator)
+    order = rng.permutation(n)
+    ends = np.cumsum(counts)
+    return [Subset(dataset, order[end - count:end]) for count, end in zip(counts, ends)]
+
+
 def default_collate(batch: Sequence[Any]) -> Any:
     """Stacks a list of samples into a batch, field by field, as PyTorch's default_collate:
     Tensors and arrays are stacked along a new first axis (floats give a Tensor; integers
@@ -125,6 +191,15 @@ def default_collate(batch: Sequence[Any]) -> Any:
                     "them, or pass collate_fn= to the DataLoader")
 
 
+def _check_generator(generator: GeneratorLike) -> np.random.Generator:
+    if not isinstance(generator, np.random.Generator) and (
+            isinstance(generator, bool) or not isinstance(generator, (int, np.integer))
+            or generator < 0):
+        raise TypeError(f"generator: expected None, a non-negative int seed or a "
+                        f"numpy.random.Generator, got {generator!r}")
+    return np.random.default_rng(generator)
+
+
 def _check_flag(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
@@ -158,11 +233,6 @@ class DataLoader:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if generator is not None and not isinstance(generator, np.random.Generator) and (
-                isinstance(generator, bool) or not isinstance(generator, (int, np.integer))
-                or generator < 0):
-            raise TypeError(f"generator: expected None, a non-negative int seed or a "
-                            f"numpy.random.Generator, got {generator!r}")
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn: expected a function of a list of samples, got "
                             f"{type(collate_fn).__name__}")
@@ -173,7 +243,7 @@ class DataLoader:
         self.generator = generator
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         # One Generator for the loader's life: each epoch draws the next order from it.
-        self._rng = None if generator is None else np.random.default_rng(generator)
+        self._rng = None if generator is None else _check_generator(generator)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -185,7 +255,7 @@ class DataLoader:
         rng = creation.default_generator() if self._rng is None else self._rng
         order = rng.permutation(n) if self.shuffle else None
         stop_at = n - n % size if self.drop_last else n
-        fast = isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate
+        fast = _sliceable(self.dataset) and self.collate_fn is default_collate
         for start in range(0, stop_at, size):
             end = min(start + size, n)
             indices = slice(start, end) if order is None else order[start:end]
