@@ -343,18 +343,18 @@ def test_cross_entropy_large_logits_are_stable():
 
 @pytest.mark.parametrize("labels", [[0, 3, 1], [0, -1, 1], [5, 0, 0]], ids=str)
 def test_cross_entropy_label_out_of_range_raises(labels, rng):
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="target"):
         F.cross_entropy(_t(rng, (3, 3)), np.array(labels))
 
 
 @pytest.mark.parametrize("labels", [[0.5, 1.0, 2.0], [0.0, 1.0, 1.25]], ids=str)
 def test_cross_entropy_fractional_labels_raise_type_error(labels, rng):
-    with pytest.raises(TypeError, match="labels"):
+    with pytest.raises(TypeError, match="target"):
         F.cross_entropy(_t(rng, (3, 3)), np.array(labels))
 
 
 def test_cross_entropy_label_shape_mismatch_raises(rng):
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="target"):
         F.cross_entropy(_t(rng, (3, 3)), np.array([0, 1]))
 
 
