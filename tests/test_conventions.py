@@ -53,6 +53,21 @@ CONVENTIONS = {
     "clamp_min_only": (lambda x: x.clamp(min=0), [[0.0, -1.0, 2.0]], [[1.0, 0.0, 1.0]]),
     "clamp_max_only": (lambda x: x.clamp(max=0), [[0.0, -1.0, 2.0]], [[1.0, 1.0, 0.0]]),
     "clamp_min_above_max": (lambda x: x.clamp(2, 1), [[0.0, 1.5, 3.0]], [[0.0, 0.0, 0.0]]),
+    # An infinite incoming gradient: masks give the unselected elements 0, products nan.
+    "relu_masks_inf": (lambda x: x.relu() * INF, [[-1.0, 0.0, 1.0]], [[0.0, 0.0, INF]]),
+    "clamp_masks_inf": (lambda x: x.clamp(0, 1) * INF, [[-1.0, 0.5, 2.0]],
+                        [[0.0, INF, 0.0]]),
+    "maximum_masks_inf": (lambda a, b: cg.maximum(a, b) * INF,
+                          [[1.0, 2.0, 3.0], [2.0, 2.0, 1.0]],
+                          [[0.0, INF, INF], [INF, INF, 0.0]]),
+    "minimum_masks_inf": (lambda a, b: cg.minimum(a, b) * INF,
+                          [[1.0, 2.0, 3.0], [2.0, 2.0, 1.0]],
+                          [[INF, INF, 0.0], [0.0, INF, INF]]),
+    "max_masks_inf": (lambda x: x.max() * INF, [[1.0, 3.0, 2.0]], [[0.0, INF, 0.0]]),
+    "max_dim_multiplies_inf": (lambda x: x.max(0) * INF, [[1.0, 3.0, 2.0]],
+                               [[NAN, INF, NAN]]),
+    "abs_multiplies_inf": (lambda x: abs(x) * INF, [[-1.0, 0.0, 1.0]], [[-INF, NAN, INF]]),
+    "pow_zero_exponent_masks_inf": (lambda x: x ** 0 * INF, [[0.0, 1.0]], [[0.0, 0.0]]),
 }
 
 # The same functions in PyTorch's spelling, where it differs.
@@ -61,6 +76,9 @@ TORCH_SPELLING = {
     "min_dim_ties_split": lambda x: x.amin(0),
     "maximum_ties_split": lambda a, b: a.maximum(b),
     "minimum_ties_split": lambda a, b: a.minimum(b),
+    "maximum_masks_inf": lambda a, b: a.maximum(b) * INF,
+    "minimum_masks_inf": lambda a, b: a.minimum(b) * INF,
+    "max_dim_multiplies_inf": lambda x: x.amax(0) * INF,
 }
 
 

@@ -103,16 +103,17 @@ def neg(a: Tensor) -> Tensor:
 
 def _select(a: Tensor, b: Tensor, a_wins: np.ndarray, out: np.ndarray, name: str) -> Tensor:
     """The element-wise max/min of a and b, where `a_wins` marks the elements taken from
-    a. The gradient goes to the input the value came from; a tie splits it evenly
-    (PyTorch's convention for maximum and minimum)."""
+    a. The gradient goes to the input the value came from; a tie splits it evenly, and
+    the other input gets 0 even if the gradient is inf or nan (PyTorch's conventions)."""
     k = backends.active()
 
     def backward(g: np.ndarray) -> None:
-        share_a = a_wins + 0.5 * (a.data == b.data)
+        tie = a.data == b.data
+        half = g * 0.5
         if a.requires_grad:
-            send(a, g * share_a, owned=True, k=k)
+            send(a, np.where(a_wins, g, np.where(tie, half, 0)), owned=True, k=k)
         if b.requires_grad:
-            send(b, g * (1 - share_a), owned=True, k=k)
+            send(b, np.where(a_wins | tie, np.where(tie, half, 0), g), owned=True, k=k)
 
     return Tensor.from_op(out, (a, b), backward, name)
 

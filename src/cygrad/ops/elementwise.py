@@ -73,11 +73,12 @@ def tanh(a: Tensor) -> Tensor:
 
 
 def relu(a: Tensor) -> Tensor:
-    """max(a, 0); d/da = 1 where a > 0, else 0 (0 at a == 0, as in PyTorch)."""
+    """max(a, 0); d/da = 1 where a > 0, else 0 (0 at a == 0, as in PyTorch). Where
+    a <= 0 the gradient is 0 even if the incoming one is inf or nan, as in PyTorch."""
     y = np.maximum(a.data, 0)
 
     def backward(g: np.ndarray) -> None:
-        send(a, g * (a.data > 0), owned=True)
+        send(a, np.where(a.data > 0, g, 0), owned=True)  # a mask, not a product: 0 * inf
 
     return Tensor.from_op(y, (a,), backward, "relu")
 
@@ -95,7 +96,8 @@ def clamp(a: Tensor, min: Optional[float] = None,  # noqa: A002 (PyTorch's names
           max: Optional[float] = None) -> Tensor:  # noqa: A002
     """a limited to [min, max] (either bound may be None): minimum(maximum(a, min), max),
     so where min > max every element is max, as in PyTorch. d/da = 1 where
-    min <= a <= max (the bounds included, as in PyTorch), else 0."""
+    min <= a <= max (the bounds included, as in PyTorch), else 0 (also when the incoming
+    gradient is inf or nan, as in PyTorch)."""
     low, high = _bound("min", min), _bound("max", max)
     if low is None and high is None:
         raise ValueError("clamp: expected at least one of min and max to be a number")
@@ -106,6 +108,6 @@ def clamp(a: Tensor, min: Optional[float] = None,  # noqa: A002 (PyTorch's names
         inside = np.ones(a.data.shape, bool) if low is None else a.data >= low
         if high is not None:
             inside &= a.data <= high
-        send(a, g * inside, owned=True)
+        send(a, np.where(inside, g, 0), owned=True)
 
     return Tensor.from_op(np.asarray(y), (a,), backward, "clamp")

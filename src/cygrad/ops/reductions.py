@@ -57,9 +57,11 @@ def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
 
     def backward(g: np.ndarray) -> None:
         winners = a.data == out
-        share = winners / winners.sum(axis=axes, keepdims=True)
-        send(a, (_expand(g, axes, keepdim) * share).astype(a.data.dtype, copy=False),
-             owned=True)
+        share = _expand(g, axes, keepdim) / winners.sum(axis=axes, keepdims=True)
+        # PyTorch: the full reduction masks (the others get 0 even when g is inf or nan),
+        # the reduction along dims multiplies (inf * 0 is nan there, as in torch.amax).
+        grad = np.where(winners, share, 0) if dim is None else share * winners
+        send(a, grad.astype(a.data.dtype, copy=False), owned=True)
 
     result = out if keepdim else np.asarray(out.squeeze(axis=axes))
     return Tensor.from_op(result, (a,), backward, name)
