@@ -341,3 +341,14 @@ def test_summary_marks_a_layer_the_forward_pass_skips():
 def test_summary_refuses_what_is_not_a_module():
     with pytest.raises(TypeError, match="^model: expected a Module, got list"):
         cg.summary([cg.nn.Linear(2, 2)], (1, 2))
+
+
+def test_explain_uses_the_graphs_op_table():
+    """explain has no op table of its own: each op it allows is cygrad.ops.TABLE's, under
+    the name the graph records."""
+    arity = dict(explain.FUNCTIONS.values())
+    arity.update({op: 2 for op in explain._BINARY.values()}, neg=1)
+    assert set(arity) <= set(cg.ops.TABLE)
+    x = cg.Tensor(2.0, requires_grad=True)
+    for name, n in arity.items():
+        assert cg.ops.TABLE[name](*[x] * n)._op == name

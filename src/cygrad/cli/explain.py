@@ -18,15 +18,15 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import ops, viz
 from ..tensor import Tensor
 
-# Each whitelisted piece of syntax becomes an op, named as the graph records it; the op
-# itself comes from the graph's own table (`_op`).
+# Each whitelisted piece of syntax becomes an op, by the name the graph records
+# (`Tensor._op`); the op itself comes from the graph's own table, cygrad.ops.TABLE.
 _BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 FUNCTIONS = {"exp": ("exp", 1), "log": ("log", 1), "sigmoid": ("sigmoid", 1),
              "tanh": ("tanh", 1), "relu": ("relu", 1), "max": ("maximum", 2)}
@@ -42,12 +42,6 @@ _REFUSED = {ast.Attribute: "attribute access", ast.Subscript: "a subscript",
 # A plan is the checked expression as plain data: ("input", name), ("const", number) or
 # (op name, plan, ...). Building it evaluates nothing; only evaluate() computes.
 Plan = tuple
-
-
-def _op(name: str) -> Callable[..., Tensor]:
-    """The op the graph records as `name`, from cygrad.ops's op table."""
-    table = getattr(ops, "TABLE", None)
-    return table[name] if table is not None else getattr(ops, name)
 
 
 class ExplainError(ValueError):
@@ -120,7 +114,7 @@ def evaluate(plan: Plan, inputs: Mapping[str, Tensor]) -> Tensor:
     args = []
     for part in plan[1:]:  # a loop, not a generator: one stack frame per level of nesting
         args.append(evaluate(part, inputs))
-    out = _op(kind)(*args)
+    out = ops.TABLE[kind](*args)
     return out if out.requires_grad else Tensor(out.data)
 
 
@@ -161,7 +155,7 @@ def _local_gradients(node: viz.Node, parents: Sequence[Tensor]) -> List[Optional
     """d node / d input for each input that requires grad (None for a constant), computed
     by cygrad itself: the op run again on fresh leaves holding the same values."""
     copies = [Tensor(p.data, requires_grad=p.requires_grad) for p in parents]
-    out = _op(node.op)(*copies)
+    out = ops.TABLE[node.op](*copies)
     out.backward()
     return [None if not c.requires_grad else float(0 if c.grad is None else c.grad.item())
             for c in copies]
