@@ -199,9 +199,20 @@ def test_argmax_argmin_match_pytorch(op, dim, keepdim):
     assert getattr(cg, op)(Tensor(data), dim, keepdim).tolist() == theirs.tolist()
 
 
-def test_argmax_of_empty_tensor_is_refused():
+def test_empty_reductions():
+    empty = Tensor(np.zeros((0, 3)), requires_grad=True)
     with pytest.raises(ValueError, match="^argmax: the tensor is empty"):
-        Tensor(np.zeros((0, 3))).argmax()
+        empty.argmax()
+    with pytest.raises(ValueError, match="^argmin: the tensor of shape .* is empty along"):
+        empty.argmin(0)
+    with pytest.raises(ValueError, match="^max: the tensor of shape .* is empty along"):
+        empty.max()
+    with pytest.raises(ValueError, match="^min: the tensor of shape .* is empty along"):
+        empty.min(0)
+    # along a dim that is not empty, there is a (empty) result, as in PyTorch
+    assert empty.max(1).shape == (0,) and empty.argmax(1).shape == (0,)
+    empty.max(1).sum().backward()
+    assert empty.grad.shape == (0, 3)
 
 
 # -- NumPy interop and comparisons --------------------------------------------------------

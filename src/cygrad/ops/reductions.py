@@ -51,8 +51,9 @@ def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
 
 def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
     axes = normalize_dims(name, dim, a.data.ndim)
-    if a.data.size == 0:
-        raise ValueError(f"{name}: the tensor is empty: there is no {name}imum")
+    if any(a.data.shape[ax] == 0 for ax in axes):
+        raise ValueError(f"{name}: the tensor of shape {a.shape} is empty along the "
+                         f"reduced dim(s) {axes}: there is no {name}imum")
     out = np.asarray(pick(a.data, axis=axes, keepdims=True))
 
     def backward(g: np.ndarray) -> None:
@@ -89,14 +90,16 @@ def min(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
 
 
 def _arg(a: Tensor, dim: Optional[int], keepdim: bool, pick, name: str) -> np.ndarray:
-    if a.data.size == 0:
-        raise ValueError(f"{name}: the tensor is empty")
     if dim is None:  # an index into the flattened tensor
+        if a.data.size == 0:
+            raise ValueError(f"{name}: the tensor is empty")
         index = pick(a.data.reshape(-1))
         return np.full((1,) * a.data.ndim if keepdim else (), index, np.int64)
     axis = normalize_dim(name, dim, a.data.ndim)
     if axis is None:  # a 0-d tensor: its one element
         return np.zeros((), np.int64)
+    if a.data.shape[axis] == 0:
+        raise ValueError(f"{name}: the tensor of shape {a.shape} is empty along dim {dim}")
     return np.asarray(pick(a.data, axis=axis, keepdims=keepdim), np.int64)
 
 
