@@ -2,8 +2,8 @@
 """Element-wise loops: sigmoid forward and backward.
 
 The functions take ndarrays rather than typed memoryviews: acquiring a memoryview and
-choosing a fused specialization cost ~0.6 us a call, more than the whole loop at 1K
-elements. They check dtype, size and the output's layout in C (cheap, and it keeps a direct call
+choosing a fused specialization cost more than the whole loop at small sizes. They check
+dtype, size and the output's layout (_checks.pxi: memory safety, so that a direct call is
 safe), and copy an input that is strided or unaligned; backends/cython.py has already
 given the friendly errors.
 """
@@ -74,31 +74,24 @@ def set_num_threads(int n) -> None:
     num_threads = n if cg_openmp_enabled() and not forked else 1
 
 
-cdef int _float_type(cnp.ndarray a) except -1:
-    cdef int t = cnp.PyArray_TYPE(a)
-    # A byte-swapped array ('>f8' on x86) has the same type number: refused, not misread.
-    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(a):
-        raise TypeError("expected a float32 or float64 array in native byte order")
-    return t
+include "_checks.pxi"
 
 
-cdef cnp.ndarray _input(cnp.ndarray a, int typenum, Py_ssize_t n):
+cdef cnp.ndarray _input(cnp.ndarray a, int typenum, Py_ssize_t n, str name):
     """`a` itself when C-contiguous and aligned, else an aligned C-ordered copy."""
-    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n or \
-            not cnp.PyArray_ISNOTSWAPPED(a):
-        raise ValueError("arrays differ in dtype, byte order or size")
+    if _float_type(a, name) != typenum or cnp.PyArray_SIZE(a) != n:
+        raise ValueError(f"{name}: expected the dtype and size of the first argument")
     if cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a):
         return a
     return cnp.PyArray_NewCopy(a, cnp.NPY_CORDER)
 
 
 cdef int _output(cnp.ndarray a, int typenum, Py_ssize_t n) except -1:
-    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != n or \
-            not cnp.PyArray_ISNOTSWAPPED(a):
-        raise ValueError("arrays differ in dtype, byte order or size")
+    if _float_type(a, "out") != typenum or cnp.PyArray_SIZE(a) != n:
+        raise ValueError("out: expected the dtype and size of the first argument")
     if not (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
             and cnp.PyArray_ISWRITEABLE(a)):
-        raise ValueError("expected a C-contiguous, aligned, writable output array")
+        raise ValueError("out: expected a C-contiguous, aligned, writable array")
     return 0
 
 
@@ -183,9 +176,9 @@ cdef void _sigmoid_backward(const real* g, const real* y, real* out, Py_ssize_t 
 
 def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):
     """out = sigmoid(x), element-wise; one dtype and size; out C-contiguous."""
-    cdef int t = _float_type(x)
+    cdef int t = _float_type(x, "x")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    x = _input(x, t, n)
+    x = _input(x, t, n, "x")
     _output(out, t, n)
     with nogil:
         if t == cnp.NPY_FLOAT32:
@@ -199,10 +192,10 @@ def sigmoid_forward(cnp.ndarray x not None, cnp.ndarray out not None):
 def sigmoid_backward(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray out not None,
                      bint accumulate):
     """out (+)= g * y * (1 - y), element-wise; one dtype and size; out C-contiguous."""
-    cdef int t = _float_type(g)
+    cdef int t = _float_type(g, "g")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(g)
-    g = _input(g, t, n)
-    y = _input(y, t, n)
+    g = _input(g, t, n, "g")
+    y = _input(y, t, n, "y")
     _output(out, t, n)
     with nogil:
         if t == cnp.NPY_FLOAT32:

@@ -5,6 +5,14 @@ read-only inputs are copied to a C-contiguous buffer first (correct, at the cost
 Output arrays are written in place and must be C-contiguous and writable (never a silent
 copy that would leave the caller's array unwritten). An input that overlaps an output is
 copied first, so results are always those of the inputs as they were at the call.
+
+Checks come in two layers. Here, in Python, every error a user can meet, in the words
+_checks.py shares with the reference backend. In csrc/, only what keeps memory safe (a
+direct call of a compiled function cannot read or write out of bounds); a call from here
+never reaches those errors. One fast path skips the general path's copies and overlap
+checks: where `_plain` holds for every array and the shapes agree (a handful of identity
+and tuple comparisons), the call goes straight to the compiled function; everything else
+takes the checked path.
 """
 from __future__ import annotations
 
@@ -21,15 +29,24 @@ _elementwise, _linear = runtime.load_compiled()  # the runtime has chosen their 
 Array = np.ndarray
 name = "cython"
 
-# The common call (fresh outputs, C-contiguous 2-D arrays of one dtype) goes straight to the
-# compiled function, whose own checks are complete and run before anything is written; a
-# call they refuse takes the full path below, which copies a strided input or raises the
-# friendly error. This saves ~1 us a call: at batch 64 the adapters make six a step.
-_REFUSED = (TypeError, ValueError)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order only
 
 
-def _is_matrix(a: object) -> bool:
-    return a.__class__ is np.ndarray and a.ndim == 2
+def _plain(a: object, dtype: object, ndim: int = 0) -> bool:
+    """The fast path's test of one array: an ndarray of `dtype` (float32 or float64, native
+    byte order), C-contiguous and aligned (and of `ndim` dimensions, if given), which the
+    compiled functions take as it is."""
+    if a.__class__ is not np.ndarray or a.dtype is not dtype or (ndim and a.ndim != ndim):
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned
+
+
+def _fresh(out: object, shape: tuple, dtype: object) -> bool:
+    """An output the fast path writes: a C-contiguous, aligned, writable array of exactly
+    `shape` and `dtype`."""
+    return out.__class__ is np.ndarray and out.dtype is dtype and out.shape == shape and \
+        out.flags.carray
 
 
 def _is_bool(flag: object) -> bool:
@@ -54,13 +71,10 @@ def detach_inputs(inputs: tuple, outputs: tuple, elementwise: bool = False) -> t
 
 def sigmoid_forward(x: Array, out: Optional[Array] = None) -> Array:
     """sigmoid(x) = 1 / (1 + exp(-x)), overflow-free for any x; NaN stays NaN."""
-    if out is None and x.__class__ is np.ndarray:
+    if out is None and x.__class__ is np.ndarray and x.dtype in _FLOATS:
         out = np.empty(x.shape, x.dtype)
-        try:
-            _elementwise.sigmoid_forward(x, out)
-            return out
-        except _REFUSED:
-            out = None
+        _elementwise.sigmoid_forward(x, out)  # copies a strided x itself
+        return out
     out = _checks.sigmoid_forward_args(x, out)
     if out is None:
         out = np.empty(x.shape, x.dtype)
@@ -74,13 +88,11 @@ def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
                      accumulate: bool = False) -> Array:
     """out (+)= grad_out * y * (1 - y), where y = sigmoid(x)."""
     if out is None and accumulate is False and grad_out.__class__ is np.ndarray and \
-            y.__class__ is np.ndarray and y.shape == grad_out.shape:
+            y.__class__ is np.ndarray and grad_out.dtype in _FLOATS and \
+            y.dtype is grad_out.dtype and y.shape == grad_out.shape:
         out = np.empty(grad_out.shape, grad_out.dtype)
-        try:
-            _elementwise.sigmoid_backward(grad_out, y, out, False)
-            return out
-        except _REFUSED:
-            out = None
+        _elementwise.sigmoid_backward(grad_out, y, out, False)  # copies strided inputs
+        return out
     out = _checks.sigmoid_backward_args(grad_out, y, out, accumulate)
     if out is None:
         out, accumulate = np.empty(grad_out.shape, grad_out.dtype), False
@@ -105,13 +117,13 @@ def bias_backward(grad_out: Array, out: Optional[Array] = None,
 def linear_forward(x: Array, w: Array, b: Optional[Array] = None,
                    out: Optional[Array] = None) -> Array:
     """out = x @ w.T + b, with x of shape (..., in_features) and w (out_features, in_features)."""
-    if out is None and _is_matrix(x) and _is_matrix(w):
-        out = np.empty((x.shape[0], w.shape[0]), x.dtype)
-        try:
-            _linear.linear_forward(x, w, b, out)
-            return out
-        except _REFUSED:
-            out = None
+    dtype = getattr(x, "dtype", None)
+    if out is None and dtype in _FLOATS and _plain(x, dtype, 2) and _plain(w, dtype, 2) and \
+            x.shape[1] == w.shape[1] and \
+            (b is None or (_plain(b, dtype, 1) and b.shape[0] == w.shape[0])):
+        out = np.empty((x.shape[0], w.shape[0]), dtype)
+        _linear.linear_forward(x, w, b, out)
+        return out
     out = _checks.linear_forward_args(x, w, b, out)
     if out is None:
         out = np.empty(x.shape[:-1] + (w.shape[0],), x.dtype)
@@ -131,38 +143,36 @@ def _outputs(given: tuple, shapes: tuple, needed: tuple, dtype: np.dtype,
             for out, shape, need in zip(given, shapes, needed)]
 
 
-def _linear_backward_direct(grad_out: Array, x: Array, w: Array, grad_x: object,
-                            grad_w: object, grad_b: object, accumulate: bool,
-                            need_grad_x: bool, need_grad_w: bool, need_grad_b: bool
-                            ) -> Optional[tuple]:
-    """linear_backward's common call, or None where the compiled functions would refuse it
-    or an output overlaps an input. Everything is checked before the first write: grad_x
-    and grad_w by the compiled function itself, grad_b here (it is written second)."""
-    given = (grad_x, grad_w, grad_b)
-    for a, need in zip(given, (need_grad_x, need_grad_w, need_grad_b)):
-        if a is not None and (a.__class__ is not np.ndarray or not need):
-            return None  # the checked path judges an unneeded output too
-    # From here an output is None or needed (and an unneeded one is None).
-    dtype, n = x.dtype, w.shape[0]
-    if grad_b is not None and not (
-            grad_b.dtype is dtype and grad_b.shape == (n,) and grad_b.flags.carray):
+def _linear_backward_fast(grad_out: Array, x: Array, w: Array, grad_x: object,
+                          grad_w: object, grad_b: object, accumulate: bool,
+                          need_grad_x: bool, need_grad_w: bool, need_grad_b: bool
+                          ) -> Optional[tuple]:
+    """linear_backward's fast path (the graph layer's and the adapters' common call), or
+    None where it does not apply: the checked path then takes the call."""
+    dtype = x.dtype
+    if dtype not in _FLOATS or not (_plain(grad_out, dtype, 2) and _plain(x, dtype, 2)
+                                    and _plain(w, dtype, 2)):
         return None
+    batch, (n, k) = x.shape[0], w.shape
+    if x.shape[1] != k or grad_out.shape != (batch, n):
+        return None
+    for out, need, shape in ((grad_x, need_grad_x, x.shape), (grad_w, need_grad_w, w.shape),
+                             (grad_b, need_grad_b, (n,))):
+        if out is not None and not (need and _fresh(out, shape, dtype)):
+            return None  # the checked path judges it (an unneeded output too)
     if (grad_x is not None or grad_w is not None or grad_b is not None) and \
-            _memory.overlapping((grad_out, x, w), given, False):
+            _memory.overlapping((grad_out, x, w), (grad_x, grad_w, grad_b), False):
         return None
     alloc = np.zeros if accumulate else np.empty  # zeroed: one beta for every output
     if need_grad_x and grad_x is None:
         grad_x = alloc(x.shape, dtype)
     if need_grad_w and grad_w is None:
         grad_w = alloc(w.shape, dtype)
-    try:
-        _linear.linear_backward(grad_out, x, w, grad_x, grad_w, accumulate)
-    except _REFUSED:
-        return None
-    if need_grad_b:
-        if grad_b is None:
-            grad_b = alloc((n,), dtype)
-        _linear.bias_backward(grad_out, grad_b, accumulate)  # both checked: cannot refuse
+    if need_grad_b and grad_b is None:
+        grad_b = alloc((n,), dtype)
+    _linear.linear_backward(grad_out, x, w, grad_x, grad_w, accumulate)
+    if grad_b is not None:
+        _linear.bias_backward(grad_out, grad_b, accumulate)
     return grad_x, grad_w, grad_b
 
 
@@ -173,9 +183,9 @@ def linear_backward(grad_out: Array, x: Array, w: Array, grad_x: Optional[Array]
                     ) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]:
     """grad_x (+)= grad_out @ w, grad_w (+)= grad_out.T @ x, grad_b (+)= grad_out.sum(0)."""
     if _is_bool(accumulate) and _is_bool(need_grad_x) and _is_bool(need_grad_w) and \
-            _is_bool(need_grad_b) and _is_matrix(grad_out) and _is_matrix(x) and _is_matrix(w):
-        grads = _linear_backward_direct(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
-                                        need_grad_x, need_grad_w, need_grad_b)
+            _is_bool(need_grad_b) and x.__class__ is np.ndarray:
+        grads = _linear_backward_fast(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
+                                      need_grad_x, need_grad_w, need_grad_b)
         if grads is not None:
             return grads
     given = _checks.linear_backward_args(grad_out, x, w, grad_x, grad_w, grad_b, accumulate,
@@ -211,10 +221,9 @@ def add_scaled(out: Array, x: Array, alpha: float) -> None:
     """out += alpha * x, in place: the optimizers' update, one pass on BLAS axpy with no
     temporary (`p -= lr * g` in NumPy makes two passes and a temporary). Arrays axpy does
     not take (another layout or dtype, partial overlap) go to NumPy instead."""
-    if out.shape == x.shape and not _memory.overlapping((x,), (out,), True):
-        try:
-            _linear.add_scaled(out, x, alpha)  # checks everything before writing
-            return
-        except (TypeError, ValueError):
-            pass
+    dtype = getattr(out, "dtype", None)
+    if dtype in _FLOATS and _fresh(out, out.shape, dtype) and _plain(x, dtype) and \
+            x.shape == out.shape and not _memory.overlapping((x,), (out,), True):
+        _linear.add_scaled(out, x, alpha)
+        return
     out += alpha * x
