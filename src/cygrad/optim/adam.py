@@ -65,22 +65,22 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = np.zeros_like(data)
                 state["step"] += 1
                 t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                # One scratch array, written through out= so that a 0-d parameter's
-                # values stay arrays (NumPy turns 0-d results into scalars).
-                work = np.empty_like(data)
                 if weight_decay and decoupled:
                     data *= 1 - lr * weight_decay
+                # Results go through out=: NumPy would turn a 0-d parameter's into scalars.
                 if weight_decay and not decoupled:
-                    g = np.multiply(data, weight_decay, out=work)
+                    g = np.multiply(data, weight_decay, out=np.empty_like(data))
                     (np.subtract if maximize else np.add)(g, grad, out=g)
                 elif maximize:
-                    g = np.negative(grad, out=work)
+                    g = np.negative(grad, out=np.empty_like(data))
                 else:
                     g = grad
-                m *= beta1
-                add_scaled(m, g, 1 - beta1)
+                # m and v in NumPy, in PyTorch's order of operations; only the parameter's
+                # update goes through the backend's kernel (one call per parameter).
+                work = np.empty_like(data)
+                m += np.multiply(np.subtract(g, m, out=work), 1 - beta1, out=work)
                 v *= beta2
-                add_scaled(v, np.multiply(g, g, out=work), 1 - beta2)
+                v += np.multiply(np.multiply(g, g, out=work), 1 - beta2, out=work)
                 if amsgrad:
                     v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                 denom = np.sqrt(v, out=work)
