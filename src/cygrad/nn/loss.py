@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .. import functional as F
+from ..functional.losses import _check_reduction, _check_smoothing
 from ..tensor import Tensor, TensorLike
 from .module import Module
 
@@ -11,7 +12,7 @@ from .module import Module
 class _Loss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = F._check_reduction(reduction)
+        self.reduction = _check_reduction(reduction)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
@@ -40,7 +41,7 @@ class CrossEntropyLoss(_Loss):
                  reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
         self.weight, self.ignore_index = weight, int(ignore_index)
-        self.label_smoothing = F._check_smoothing(label_smoothing)
+        self.label_smoothing = _check_smoothing(label_smoothing)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
