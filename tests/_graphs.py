@@ -54,6 +54,10 @@ class Value:
     dtype: str                  # "float32", "float64", or PyTorch's name for another
     requires_grad: bool
     is_leaf: bool
+    # float32 where any value this one was computed from is float32: a float64 result of
+    # float32 inputs carries their rounding (the tolerance follows the least precise)
+    precision: str = "float64"
+    leaves: Tuple[int, ...] = ()  # the leaves it was computed from
 
 
 @dataclass
@@ -107,6 +111,11 @@ class Graph:
         return [f"{prefix}{i}.backward({wrap}({literal(g)}), retain_graph=True)"
                 for i, g in self.seeds]
 
+    def grad_precision(self, leaf: int) -> str:
+        """float32 where the gradient of `leaf` passes through any float32 value."""
+        return "float32" if any(v.precision == "float32" for v in self.values
+                                if leaf in v.leaves) else "float64"
+
     def param_indices(self) -> List[int]:
         return [i for i, v in enumerate(self.values) if v.is_leaf and v.requires_grad]
 
@@ -137,8 +146,12 @@ class Drawer:
         self.torch_env[f"t{i}"] = t
         self.graph.steps.append(Step(ours, theirs, tuple(ops)))
         dtype = str(t.dtype).replace("torch.", "")
+        sources = [self.graph.values[j] for j in inputs]
+        precision = "float32" if dtype == "float32" or any(
+            v.precision == "float32" for v in sources) else "float64"
+        leaves = tuple(sorted({leaf for v in sources for leaf in v.leaves}))
         self.graph.values.append(Value(tuple(t.shape), dtype, bool(t.requires_grad),
-                                       is_leaf=not ops))
+                                       not ops, precision, leaves if ops else (i,)))
         self.graph.used.append(False)
         for j in inputs:
             self.graph.used[j] = True
@@ -168,6 +181,19 @@ class Drawer:
             data = np.where(rng.random(n) < 0.75, rng.choice(PALETTE, n),
                             rng.uniform(-4, 4, n))
         return data.astype(dtype).reshape(shape)
+
+    def signed_zero(self, operand: Optional[str]) -> bool:
+        """Whether `operand` (PyTorch source) is a computed value holding -0.0. The sign
+        a computed zero takes depends on the formula (PyTorch's losses give -0.0 where
+        cygrad's give +0.0, both right), and a division by it (or a negative power) turns
+        that into infinities of opposite signs: such divisors are left out."""
+        if operand is None or not operand[0] == "t" or not operand[1:].isdigit():
+            return False
+        i = int(operand[1:])
+        if self.graph.values[i].is_leaf:
+            return False
+        value = self.torch_env[operand].detach().numpy()
+        return bool(np.any((value == 0) & np.signbit(value)))
 
     def n_leaves(self) -> int:
         return sum(v.is_leaf for v in self.graph.values)
@@ -278,6 +304,8 @@ def operator(d: Drawer, name: str) -> bool:
     left, left_t, right, right_t = f"a{i}", f"t{i}", other, other_t
     if draw(st.booleans()):  # the tensor on the right: reflected operators
         left, left_t, right, right_t = right, right_t, left, left_t
+    if d.signed_zero(right_t if name == "div" else left_t if name == "pow" else None):
+        return False
     d.add(f"{left} {symbol} {right}", f"{left_t} {symbol} {right_t}", [name], inputs)
     return True
 
@@ -357,6 +385,43 @@ def join(d: Drawer, name: str) -> bool:
     dim = draw(st.integers(-ndim, ndim - 1))
     d.add(f"cg.{name}([{', '.join(parts)}], {dim})",
           f"torch.{name}([{', '.join(parts_t)}], {dim})", [name], inputs)
+    return True
+
+
+COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+def comparison(d: Drawer, name: str) -> bool:
+    """t > 0 and the like: cygrad gives a boolean NumPy array, not a Tensor (docs/dtypes.md,
+    "Results that are not floats"); compared as values."""
+    draw = d.draw
+    i = d.pick()
+    symbol = draw(st.sampled_from(COMPARISONS))
+    if draw(st.booleans()):
+        other = other_t = d.number()
+        inputs = [i]
+    else:
+        j = d.pick(lambda v: broadcastable(v.shape, d.graph.values[i].shape))
+        other, other_t, inputs = f"a{j}", f"t{j}", [i, j]
+    d.add(f"a{i} {symbol} {other}", f"t{i} {symbol} {other_t}", [name], inputs)
+    return True
+
+
+def mask(d: Drawer, name: str) -> bool:
+    """t[m > c]: a boolean mask over all axes or the leading ones, from a comparison of a
+    value of that shape (the indexed value itself too)."""
+    draw = d.draw
+    i = d.pick(lambda v: len(v.shape) > 0)
+    if i is None:
+        return False
+    shape = d.graph.values[i].shape
+    lead = shape[:draw(st.integers(1, len(shape)))]
+    j = d.pick(lambda v: v.shape == lead)
+    if j is None:
+        return False
+    symbol = draw(st.sampled_from(COMPARISONS))
+    number = d.number()
+    d.add(f"a{i}[a{j} {symbol} {number}]", f"t{i}[t{j} {symbol} {number}]", [name], [i, j])
     return True
 
 
@@ -572,6 +637,8 @@ OPS: Dict[str, Tuple[Callable[[Drawer, str], bool], Callable[[], bool]]] = {
     **{name: (along, _has_method(name)) for name in ("softmax", "log_softmax")},
     **{name: (arg, _has_method(name)) for name in ("argmax", "argmin")},
     **{name: (join, lambda name=name: hasattr(cg, name)) for name in ("cat", "stack")},
+    "comparison": (comparison, lambda: cg.Tensor.__gt__ is not object.__gt__),
+    "mask": (mask, lambda: cg.Tensor.__gt__ is not object.__gt__),
     "reshape": (reshape, _always),
     "transpose": (transpose, _always),
     "getitem": (getitem, _always),

@@ -50,9 +50,10 @@ TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1
 
 
 def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarray],
-                dtype: str) -> List[str]:
-    """What differs between two arrays: None-ness, shape, NaN positions (exactly: NaN where
-    PyTorch has NaN), infinities (by sign), finite values (within TOL[dtype])."""
+                dtype: str, precision: str) -> List[str]:
+    """What differs between two arrays of `dtype`: None-ness, shape, NaN positions
+    (exactly: NaN where PyTorch has NaN), infinities (by sign), finite values (within
+    TOL[precision], the least precise dtype they were computed from)."""
     if ours is None or theirs is None:
         if ours is None and theirs is None:
             return []
@@ -73,7 +74,7 @@ def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarr
         return [f"{name}: infinities differ: {ours.tolist()}, PyTorch {theirs.tolist()}"]
     finite = np.isfinite(theirs64)
     scale = max(1.0, float(np.abs(theirs64[finite]).max(initial=0)))
-    tol = TOL[dtype]
+    tol = TOL[precision]
     error = np.abs(ours64 - theirs64)[finite]
     bound = tol["atol"] * scale + tol["rtol"] * np.abs(theirs64[finite])
     if np.all(error <= bound):
@@ -119,10 +120,11 @@ def compare(graph: Graph, backend: str) -> List[str]:
             found.append(f"a{i} = {steps[i].ours}: requires_grad {requires_grad}, PyTorch "
                          f"{value.requires_grad}")
         found += differences(f"a{i} = {steps[i].ours}", data, t.detach().numpy(),
-                             value.dtype)
+                             value.dtype, value.precision)
         if value.is_leaf and value.requires_grad:
             found += differences(f"a{i}.grad", a.grad,
-                                 None if t.grad is None else t.grad.numpy(), value.dtype)
+                                 None if t.grad is None else t.grad.numpy(), value.dtype,
+                                 graph.grad_precision(i))
     if graph.optimizer and not found:
         ours_line, theirs_line = graph.optimizer
         exec(theirs_line.replace("{p}", graph.params("t")), theirs)  # noqa: S102
@@ -131,7 +133,8 @@ def compare(graph: Graph, backend: str) -> List[str]:
             return [error]
         for i in graph.param_indices():
             found += differences(f"a{i} after two optimizer steps", ours[f"a{i}"].data,
-                                 theirs[f"t{i}"].detach().numpy(), graph.values[i].dtype)
+                                 theirs[f"t{i}"].detach().numpy(), graph.values[i].dtype,
+                                 graph.grad_precision(i))
     return found
 
 
