@@ -183,7 +183,7 @@ def _write(path, data):
     (b"\x00" * 4, "header too small"),
     (b"\xff" * 8 + b"{}", "header too large"),
     (b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"not json at all!", "invalid JSON"),
-    (b"PK\x03\x04" + bytes(60), ""),  # a zip, as torch.save writes: refused, not unpickled
+    (b"PK\x03\x04" + bytes(60), "torch.save's pickle format.*save_file"),  # a zip
 ])
 def test_corrupt_files_give_a_clear_error(data, message, tmp_path):
     path = _write(tmp_path / "bad.safetensors", data)
@@ -236,6 +236,8 @@ def test_a_foreign_file_loads_as_tensors_in_file_order(tmp_path):
 def test_bad_file_arguments(tmp_path):
     with pytest.raises(FileNotFoundError):
         cg.load(tmp_path / "absent.safetensors")
+    with pytest.raises(FileNotFoundError, match="^f: the directory .*absent.* does not exist"):
+        cg.save({"w": np.ones(2)}, tmp_path / "absent" / "x.safetensors")
     with pytest.raises(TypeError, match="^f: expected a path"):
         cg.load(1.5)
     with pytest.raises(TypeError, match=r"binary mode \('rb'\)"):
@@ -246,6 +248,14 @@ def test_missing_safetensors_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     with pytest.raises(ImportError, match=r'pip install "cygrad\[safetensors\]"'):
         cg.save({"w": np.ones(2)}, tmp_path / "x.safetensors")
+
+
+def test_a_real_torch_save_file_is_refused_not_unpickled(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    with pytest.raises(ValueError, match="pickle format, which is never loaded"):
+        cg.load(path)
 
 
 def test_import_cygrad_does_not_import_safetensors():

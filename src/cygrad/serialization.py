@@ -100,6 +100,8 @@ def _write_atomically(data: bytes, path: str) -> None:
     leaves the previous file whole."""
     directory, base = os.path.split(os.path.abspath(path))
     temporary = os.path.join(directory, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"f: the directory {directory!r} does not exist")
     # os.open with 0o666 so the umask sets the permissions, as for a plain open()
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -201,7 +203,10 @@ def load(f: FileLike) -> "collections.OrderedDict[str, Any]":
         # The Rust parser checks the header, the offsets and that the bytes cover it.
         entries = _safetensors().deserialize(bytes(data))
     except Exception as exc:  # SafetensorError, or a panic surfaced as an exception
-        raise ValueError(f"{source}: not a valid safetensors file ({exc})") from None
+        hint = ("; it looks like torch.save's pickle format, which is never loaded here: "
+                "in PyTorch, write it with safetensors.torch.save_file(state_dict, path)"
+                if data[:2] == b"PK" or data[:1] == b"\x80" else "")
+        raise ValueError(f"{source}: not a valid safetensors file ({exc}){hint}") from None
     arrays: Dict[str, np.ndarray] = {}
     for name, entry in entries:
         dtype = _DTYPES.get(entry["dtype"])
