@@ -117,7 +117,7 @@ def test_max_with_dim_differs_from_torch_max_dim_only_in_ties():
     np.testing.assert_array_equal(x.grad, tx.grad.numpy())
 
 
-# -- reductions of a 0-d tensor (a loss) ----------------------------------------------------
+# -- reductions of a 0-d tensor (a loss) ------------------------------------------------
 
 REDUCTIONS_0D = {
     "sum": lambda s, d: s.sum(d), "mean": lambda s, d: s.mean(d),

@@ -76,7 +76,8 @@ def ones(*size: Size, dtype: object = np.float32, requires_grad: bool = False) -
 def full(size: Size, fill_value: float, dtype: object = np.float32,
          requires_grad: bool = False) -> Tensor:
     """A tensor of shape `size` filled with `fill_value`."""
-    shape = _size((size,) if isinstance(size, (int, np.integer)) else (tuple(size),), "full")
+    sizes = (size,) if isinstance(size, (int, np.integer)) else (tuple(size),)
+    shape = _size(sizes, "full")
     return _make(np.full(shape, fill_value, float_dtype(dtype)), dtype, requires_grad)
 
 

@@ -1,9 +1,9 @@
 """Tensor: a NumPy array that records the operations applied to it, and backward().
 
-The graph is a set of Tensors, each made by an op (ops.py, functional.py) that stores its
-parents and a `backward(g)` closure. `backward()` visits the graph in reverse topological
-order; each closure adds its contribution into its parents' gradient buffers, so a value
-used in several places gets the sum of its gradients.
+The graph is a set of Tensors, each made by an op (cygrad.ops, cygrad.functional) that
+stores its parents and a `backward(g)` closure. `backward()` visits the graph in reverse
+topological order; each closure adds its contribution into its parents' gradient buffers,
+so a value used in several places gets the sum of its gradients.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ class Tensor:
             elif id(node) in kept:
                 node.grad = kept[id(node)] if g is None else kept[id(node)] + g
 
-    # -- operators and methods: defined in ops.py, bound at import ------------------------
+    # -- operators and methods: bound at import from the ops (cygrad.ops) -----------------
 
 
 def _operand(value: object) -> object:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from ..tensor import Tensor
-from ._common import as_tensor, to
+from ._common import as_tensor, send, to
 from .arithmetic import add, div, matmul, maximum, minimum, mul, neg, pow, sub
 from .elementwise import abs, clamp, exp, log, relu, sigmoid, sqrt, tanh
 from .reductions import argmax, argmin, log_softmax, max, mean, min, softmax, sum
@@ -31,7 +31,7 @@ TABLE: Dict[str, Callable[..., Tensor]] = {
     "stack": stack, "to": to,
 }
 
-__all__ = sorted(TABLE) + ["TABLE", "as_tensor", "argmax", "argmin", "flatten"]
+__all__ = sorted(TABLE) + ["TABLE", "as_tensor", "send", "argmax", "argmin", "flatten"]
 
 
 def _reflected(op: Callable[..., Tensor]) -> Callable[..., Tensor]:

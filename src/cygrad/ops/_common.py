@@ -77,8 +77,9 @@ def send(t: Tensor, g: np.ndarray, owned: bool = False, k=None) -> None:
             rows = g.reshape(math.prod(g.shape[:lead]), t.data.size)
             k.bias_backward(rows, out=out.reshape(-1), accumulate=accumulate)
             return
-        axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(t.data.shape) if n == 1 and g.shape[lead + i] != 1)
+        stretched = tuple(lead + i for i, n in enumerate(t.data.shape)
+                          if n == 1 and g.shape[lead + i] != 1)
+        axes = tuple(range(lead)) + stretched
         g, owned = g.sum(axis=axes).reshape(t.data.shape), True
     t.add_grad(g, owned=owned)
 

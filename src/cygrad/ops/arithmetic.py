@@ -69,7 +69,8 @@ def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 (the ** operator)
     """a ** b. d/da = b a^(b-1), d/db = a^b log(a), with PyTorch's conventions where those
     formulas degenerate: d/da is 0 where b == 0 (the formula gives 0 * inf = nan at
     a == 0), and d/db is 0 where a == 0 and b >= 0 (0 * log 0 = 0 * -inf there).
-    Elsewhere the formulas' values stand: d/da = inf at a == 0 for 0 < b < 1, nan for a < 0."""
+    Elsewhere the formulas' values stand: d/da = inf at a == 0 for 0 < b < 1, and nan
+    for a < 0 with a fractional b."""
     a, b = binary(a, b)
     k = backends.active()
     out = a.data ** b.data

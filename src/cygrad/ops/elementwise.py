@@ -86,7 +86,8 @@ def relu(a: Tensor) -> Tensor:
 def _bound(name: str, value: object) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, np.integer, np.floating)) \
+            and not isinstance(value, bool):
         return float(value)  # a Python float: the tensor's dtype decides the result's
     raise TypeError(f"clamp: {name}: expected a number or None, got {type(value).__name__}"
                     f" (tensor bounds are not supported: use cg.maximum/cg.minimum)")
