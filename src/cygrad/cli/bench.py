@@ -7,7 +7,7 @@ preallocated outputs with no temporaries where the peer allows. A time is the be
 several loops of calls (`time.perf_counter`; see `best_times`). The ratio is
 peer time / cygrad time: above 1, cygrad is faster.
 
-Every implementation timed here is written once, in cygrad/cli/peers.py, which the suites
+Every implementation timed here is written once, in cygrad.cli.peers, which the suites
 in benchmarks/ time too.
 """
 from __future__ import annotations
