@@ -1,4 +1,5 @@
-"""Batching: Dataset, TensorDataset and DataLoader, with PyTorch's names and semantics.
+"""Batching: Dataset, TensorDataset, Subset, random_split and DataLoader, with PyTorch's
+names and semantics.
 
     loader = DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True, generator=0)
     for xb, yb in loader:      # xb: Tensor (batch, features); yb: int64 NumPy array (batch,)
