@@ -72,6 +72,9 @@ def make_step(batch: int = 64, in_features: int = 16, hidden: int = 32, classes:
 
 @dataclass
 class Report:
+    """What `soak` measured: bytes resident and traced (None: tracemalloc off) after the
+    warm-up (`_start`) and after the steps (`_end`), and the loss of the first and last
+    measured step."""
     steps: int
     seconds: float
     rss_start: int
