@@ -134,9 +134,11 @@ def test_param_groups_hold_params_and_every_option():
     c = Tensor(np.ones(3), requires_grad=True)
     opt.add_param_group({"params": [c], "momentum": 0.0})
     assert opt.param_groups[2]["lr"] == 0.1 and opt.param_groups[2]["momentum"] == 0.0
+    assert opt.state[c] == {}  # as in PyTorch, a parameter not stepped yet has empty state
     c.grad = np.ones(3)
     opt.step()
     np.testing.assert_allclose(c.data, 0.9)
+    assert opt.state_dict()["state"] == {}  # no momentum used: nothing to save
 
 
 def test_changing_a_groups_lr_changes_the_step():

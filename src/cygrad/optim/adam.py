@@ -57,10 +57,10 @@ class Adam(Optimizer):
                 if grad is None:
                     continue
                 data = p.data
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {"step": 0, "exp_avg": np.zeros_like(data),
-                                             "exp_avg_sq": np.zeros_like(data)}
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=np.zeros_like(data),
+                                 exp_avg_sq=np.zeros_like(data))
                 if amsgrad and "max_exp_avg_sq" not in state:
                     state["max_exp_avg_sq"] = np.zeros_like(data)
                 state["step"] += 1

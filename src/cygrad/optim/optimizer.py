@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -59,7 +60,8 @@ class Optimizer:
     def __init__(self, params: ParamsT, defaults: Dict[str, Any]):
         self._check_hyperparameters(defaults, "")
         self.defaults: Dict[str, Any] = dict(defaults)
-        self.state: Dict[Tensor, Dict[str, Any]] = {}
+        # As PyTorch's: `optimizer.state[p]` is {} for a parameter not stepped yet.
+        self.state: Dict[Tensor, Dict[str, Any]] = defaultdict(dict)
         self.param_groups: List[Dict[str, Any]] = []
         if isinstance(params, Tensor):
             raise TypeError("params: expected an iterable of Tensors or of dicts, got one "
@@ -146,7 +148,7 @@ class Optimizer:
             groups.append(packed)
         state = {index[p]: {k: v.copy() if isinstance(v, np.ndarray) else v
                             for k, v in s.items()}
-                 for p, s in self.state.items() if p in index}
+                 for p, s in self.state.items() if p in index and s}
         return {"state": dict(sorted(state.items())), "param_groups": groups}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
@@ -174,7 +176,7 @@ class Optimizer:
             restored["params"] = group["params"]
             self._check_hyperparameters(restored, f"state_dict['param_groups'][{i}]: ")
             groups.append(restored)
-        state: Dict[Tensor, Dict[str, Any]] = {}
+        state: Dict[Tensor, Dict[str, Any]] = defaultdict(dict)
         for key, saved_state in state_dict["state"].items():
             p = by_index.get(int(key))
             if p is None:

@@ -57,7 +57,7 @@ class SGD(Optimizer):
                         add_scaled(data, data, -lr * weight_decay)
                     add_scaled(data, grad, -lr * sign)
                     continue
-                state = self.state.setdefault(p, {})
+                state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
                     # An array even for a 0-d parameter: the kernels write into it.
