@@ -171,10 +171,17 @@ def per_epoch(durations: List[float]) -> float:
     return statistics.median(durations)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--max-norm", type=float, default=1.0,
@@ -182,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH",
                         help="keep the trained model in this safetensors file")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="threads for cygrad and PyTorch alike (default: each its own)")
     parser.add_argument("--no-torch", action="store_true",
                         help="skip the PyTorch run even where torch is installed")
