@@ -98,11 +98,11 @@ class Optimizer:
             raise ValueError(f"{where}['params']: expected at least one tensor, got none")
         seen = {p for group in self.param_groups for p in group["params"]}
         for i, p in enumerate(params):
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                got = ("a Tensor with requires_grad=False" if isinstance(p, Tensor)
-                       else type(p).__name__)
-                raise ValueError(f"{where}['params'][{i}]: expected a Tensor with "
-                                 f"requires_grad=True, got {got}")
+            # A frozen parameter (requires_grad=False) is accepted, as in PyTorch: it has
+            # no gradient, so steps skip it until it is unfrozen.
+            if not isinstance(p, Tensor):
+                raise ValueError(f"{where}['params'][{i}]: expected a Tensor, got "
+                                 f"{type(p).__name__}")
             if p in seen:
                 raise ValueError(f"{where}['params'][{i}]: this parameter is already in a "
                                  "parameter group; each may appear once")
