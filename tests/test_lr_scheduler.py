@@ -172,6 +172,21 @@ def test_state_dict_round_trip_resumes_the_schedule(name):
         assert resumed.last_epoch == sched.last_epoch
 
 
+def test_plateau_after_a_group_is_added():
+    opt, _ = _optimizers()
+    for min_lr in [0.001, [0.001, 0.002]]:
+        sched = lr_scheduler.ReduceLROnPlateau(opt, patience=0, min_lr=min_lr)
+        opt.add_param_group({"params": [Tensor(np.zeros(1), requires_grad=True)], "lr": 0.5})
+        sched.step(1.0)
+        if isinstance(min_lr, list):
+            with pytest.raises(ValueError, match="min_lrs: holds 2 rates.*3 parameter groups"):
+                sched.step(2.0)
+        else:
+            sched.step(2.0)
+            assert _lrs(opt)[2] == pytest.approx(0.05) and sched.min_lrs == [0.001] * 3
+        opt.param_groups.pop()
+
+
 def test_plateau_state_dict_round_trip():
     opt, _ = _optimizers()
     sched = lr_scheduler.ReduceLROnPlateau(opt, patience=1)

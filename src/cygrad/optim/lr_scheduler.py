@@ -232,9 +232,9 @@ class ReduceLROnPlateau(LRScheduler):
             if len(min_lr) != groups:
                 raise ValueError(f"min_lr: expected {groups} numbers (one per parameter "
                                  f"group), got {len(min_lr)}")
-            self.min_lrs = list(min_lr)
+            self.default_min_lr, self.min_lrs = None, list(min_lr)
         else:
-            self.min_lrs = [min_lr] * groups
+            self.default_min_lr, self.min_lrs = min_lr, [min_lr] * groups
         for i, value in enumerate(self.min_lrs):
             check_number(f"min_lr[{i}]", value)
         self.optimizer = optimizer
@@ -267,7 +267,14 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0  # epochs in cooldown do not count as bad
         if self.num_bad_epochs > self.patience:
-            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+            groups = self.optimizer.param_groups
+            if len(groups) != len(self.min_lrs):  # a group was added since
+                if self.default_min_lr is None:
+                    raise ValueError(f"min_lrs: holds {len(self.min_lrs)} rates, the "
+                                     f"optimizer now has {len(groups)} parameter groups; "
+                                     "set scheduler.min_lrs to one rate per group")
+                self.min_lrs = [self.default_min_lr] * len(groups)
+            for group, min_lr in zip(groups, self.min_lrs):
                 new_lr = max(group["lr"] * self.factor, min_lr)
                 if group["lr"] - new_lr > self.eps:
                     group["lr"] = new_lr
