@@ -65,6 +65,7 @@ def test_numpy_blas_is_the_library_numpy_loaded():
 
 @pytest.mark.parametrize("value, expected", [("scipy", "scipy"), ("SciPy ", "scipy"),
                                              ("", None)])
+@pytest.mark.subprocess
 def test_environment_variable_chooses(value, expected):
     result = python("import cygrad; from cygrad import _linear; "
                     "print(_linear.blas_in_use()[0])", CYGRAD_BLAS=value)
@@ -73,6 +74,7 @@ def test_environment_variable_chooses(value, expected):
     assert result.stdout.split() == [want]
 
 
+@pytest.mark.subprocess
 def test_environment_variable_numpy_is_honoured_or_refused():
     """CYGRAD_BLAS=numpy uses NumPy's BLAS, or says it was not found (the compiled backend
     is then unavailable, and cygrad says why)."""
@@ -86,6 +88,7 @@ def test_environment_variable_numpy_is_honoured_or_refused():
         assert result.returncode != 0 and "CYGRAD_BLAS=numpy" in result.stderr
 
 
+@pytest.mark.subprocess
 def test_unknown_environment_value_is_a_clear_error():
     result = python("import cygrad", CYGRAD_BLAS="mkl")
     assert result.returncode != 0
@@ -256,6 +259,7 @@ def test_scipy_blas_is_taken_from_its_capsules_with_32_bit_sizes():
     assert len(addresses) == 6 and all(isinstance(a, int) and a > 0 for a in addresses)
 
 
+@pytest.mark.subprocess
 def test_kernels_refuse_to_run_before_a_blas_is_chosen():
     """The compiled module loaded on its own (not through cygrad's backends, which choose
     a BLAS) raises a RuntimeError rather than calling through a NULL address."""

@@ -109,6 +109,7 @@ TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=
 @needs_mpi
 @pytest.mark.parametrize("n, mode, dtype", [(2, "adam", "float64"), (3, "sgd", "float64"),
                                             (3, "adam", "float32")])
+@pytest.mark.subprocess
 def test_training_matches_single_process(n, mode, dtype, tmp_path):
     proc = _mpirun(n, str(WORKER), str(tmp_path), mode, dtype)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -124,6 +125,7 @@ def test_training_matches_single_process(n, mode, dtype, tmp_path):
 
 
 @needs_mpi
+@pytest.mark.subprocess
 def test_average_gradients_none_dtypes_and_buckets(tmp_path):
     proc = _mpirun(3, str(WORKER), str(tmp_path), "grads")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -137,6 +139,7 @@ def test_average_gradients_none_dtypes_and_buckets(tmp_path):
 
 @needs_mpi
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.subprocess
 def test_demo_loss_curve_matches_single_process(dtype, tmp_path):
     proc = _mpirun(2, str(WORKER), str(tmp_path), "demo", dtype)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -148,6 +151,7 @@ def test_demo_loss_curve_matches_single_process(dtype, tmp_path):
 
 
 @needs_mpi
+@pytest.mark.subprocess
 def test_cli_demo_distributed_reports_once():
     proc = _mpirun(2, "-m", "cygrad", "demo", "--distributed", "--steps", "200")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -169,6 +173,7 @@ def _report(stdout: str) -> List[str]:
 
 
 @needs_mpi
+@pytest.mark.subprocess
 def test_mismatched_models_raise_value_error(tmp_path):
     proc = _mpirun(2, str(WORKER), str(tmp_path), "mismatch")
     assert proc.returncode != 0
@@ -177,6 +182,7 @@ def test_mismatched_models_raise_value_error(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.subprocess
 def test_benchmark_script_runs():
     script = Path(__file__).parent.parent / "benchmarks" / "distributed_step.py"
     proc = _mpirun(2, str(script), "--steps", "2", "--warmup", "1", "--batches", "8",
@@ -230,6 +236,7 @@ def test_sampler_shuffles_by_epoch_alike_on_every_rank():
     assert not np.array_equal(first, a.indices())
 
 
+@pytest.mark.subprocess
 def test_importing_cygrad_does_not_import_mpi4py():
     code = "import sys, cygrad, cygrad.cli.demo; assert 'mpi4py' not in sys.modules"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -237,6 +244,7 @@ def test_importing_cygrad_does_not_import_mpi4py():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.subprocess
 def test_without_mpi4py_import_error_names_the_extra():
     # A None entry in sys.modules makes importing mpi4py fail, installed or not.
     code = ("import sys; sys.modules['mpi4py'] = None\n"

@@ -389,6 +389,7 @@ def run_python(code: str, tmp_path, **env_vars) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("name", ["reference", "cython"])
+@pytest.mark.subprocess
 def test_environment_variable_picks_the_backend(name, tmp_path):
     result = run_python("""
         import numpy as np, cygrad
@@ -399,12 +400,14 @@ def test_environment_variable_picks_the_backend(name, tmp_path):
     assert result.stdout.split() == [name, name, "0.5"]
 
 
+@pytest.mark.subprocess
 def test_default_backend_is_the_compiled_one(tmp_path):
     result = run_python("import cygrad; print(cygrad.get_backend())", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "cython"
 
 
+@pytest.mark.subprocess
 def test_environment_variable_with_an_unknown_backend(tmp_path):
     """The error names the variable the value came from, and the valid values."""
     result = run_python("import cygrad", tmp_path, CYGRAD_BACKEND="fortran")
@@ -437,6 +440,7 @@ MISSING_COMPILED = """
 
 
 @pytest.mark.parametrize("module", ["cygrad._elementwise", "cygrad._linear"])
+@pytest.mark.subprocess
 def test_without_the_compiled_module(module, tmp_path):
     result = run_python(MISSING_COMPILED.format(module=module), tmp_path)
     assert result.returncode == 0, result.stderr
@@ -469,6 +473,7 @@ def test_set_num_threads_round_trips():
 
 
 @pytest.mark.parametrize("env_backend, shown", [(None, "cython"), ("reference", "reference")])
+@pytest.mark.subprocess
 def test_info_command(env_backend, shown, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CYGRAD_BACKEND"}
     if env_backend:

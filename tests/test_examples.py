@@ -22,6 +22,7 @@ def _run(*args: str, backend: str = "cython") -> str:
     return done.stdout
 
 
+@pytest.mark.subprocess
 def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
@@ -34,6 +35,7 @@ def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
     assert reloaded == accuracy
 
 
+@pytest.mark.subprocess
 def test_digits_compares_with_torch_and_scikit_learn(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")

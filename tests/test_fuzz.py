@@ -815,6 +815,7 @@ PRIVATE_ELEMENTWISE_FUZZ = """
     """
 
 
+@pytest.mark.subprocess
 def test_private_elementwise_module_survives_any_arguments():
     """The compiled element-wise functions check dtype, size and the output's layout
     themselves ("it keeps a direct call safe"): 3000 calls with random arrays (wrong dtype,
@@ -830,6 +831,7 @@ def test_private_elementwise_module_survives_any_arguments():
     "E.sigmoid_forward(a, a.astype(swapped))",
     "E.sigmoid_backward(a, a.astype(swapped), a.copy(), False)",
 ])
+@pytest.mark.subprocess
 def test_private_elementwise_module_rejects_byte_swapped_arrays(call):
     """A float32 array in the other byte order has float32's type number: the module
     refuses it rather than reading its bytes as native floats (the backend then gives the
@@ -856,6 +858,7 @@ def test_private_elementwise_module_rejects_byte_swapped_arrays(call):
     "E.sigmoid_backward(a, a, None, False)",
     "E.sigmoid_backward(a, None, a.copy(), False)",
 ])
+@pytest.mark.subprocess
 def test_private_elementwise_module_rejects_none(call):
     """None for an array is a TypeError. (An ndarray parameter accepts None unless declared
     `not None`; reading None's dtype reads past the None object.)"""
@@ -907,6 +910,7 @@ PRIVATE_LINEAR_BAD_TYPES = """
     """
 
 
+@pytest.mark.subprocess
 def test_private_linear_module_rejects_wrong_types():
     """The BLAS module trusts sizes (backends/cython.py checked them) but not types: a wrong
     dtype, number of dimensions, contiguity or writability is a TypeError/ValueError from
@@ -922,6 +926,7 @@ def test_private_linear_module_rejects_wrong_types():
     "L.linear_forward(m, m, None, None)",
     "L.bias_backward(m, None, False)",
 ])
+@pytest.mark.subprocess
 def test_private_linear_module_rejects_none_for_an_output(call):
     """None where the function writes is a TypeError, not a write through NULL."""
     result = run_python(f"""
@@ -990,6 +995,7 @@ EXTREME_SHAPES = """
     """
 
 
+@pytest.mark.subprocess
 def test_extreme_shapes_in_a_subprocess():
     """0-size arrays with an axis longer than any int32 (no memory is needed), and 32
     dimensions: a correct (empty) result or a ValueError/TypeError/MemoryError, never a

@@ -168,6 +168,7 @@ def test_bias_is_positional(rng):
         linear(np.ones((2, 3)), np.ones((1, 3)), b=np.ones(1))
 
 
+@pytest.mark.subprocess
 def test_importing_cygrad_does_not_import_autograd():
     code = "import sys, cygrad, cygrad.interop; print('autograd' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -286,6 +286,7 @@ def test_captured_graphs_hold_pytorchs_ops():
     torch.testing.assert_close(exported.module()(x), _mlp()(x))
 
 
+@pytest.mark.subprocess
 def test_importing_cygrad_does_not_import_torch():
     code = ("import sys, cygrad, cygrad.interop, cygrad.kernels; "
             "print('torch' in sys.modules, 'autograd' in sys.modules)")
@@ -301,6 +302,7 @@ SHARED = {"CYGRAD_SHARE_THREADS": "1"}  # the opt-in: one pool for cygrad, NumPy
                                   "import cygrad; import torch; import cygrad.interop.torch",
                                   "import cygrad.interop.torch; import torch"])
 @pytest.mark.parametrize("env", [{}, SHARED], ids=["default", "shared"])
+@pytest.mark.subprocess
 def test_no_warning_whichever_was_imported_first(code, env):
     """The adapter changes no thread setting of PyTorch's, so the order of the imports
     does not matter and there is nothing to warn about."""
@@ -317,6 +319,7 @@ def test_no_warning_whichever_was_imported_first(code, env):
                     reason="PyTorch's Linux wheels bundle GNU OpenMP")
 @pytest.mark.parametrize("code", ["import torch; import cygrad.interop.torch",
                                   "import cygrad.interop.torch; import torch"])
+@pytest.mark.subprocess
 def test_pytorch_and_cygrad_share_one_openmp_runtime(code):
     """What makes one thread pool possible: a single GNU OpenMP in the process, whichever
     loaded first. (A cygrad with an OpenMP runtime of its own would move its threads to
@@ -339,6 +342,7 @@ def test_pytorch_and_cygrad_share_one_openmp_runtime(code):
 @pytest.mark.parametrize("code", ["import cygrad", "import cygrad.interop.torch"])
 @pytest.mark.parametrize("user_value", [None, "50000"])
 @pytest.mark.parametrize("pools", [{}, SHARED], ids=["default", "shared"])
+@pytest.mark.subprocess
 def test_the_openmp_spin_is_left_to_the_user(code, user_value, pools):
     """cygrad never sets GOMP_SPINCOUNT (libgomp reads it once, when it loads, and PyTorch
     shares that libgomp): a library imported later, or a child process, sees the

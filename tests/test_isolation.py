@@ -97,6 +97,7 @@ def _probe(share: str = "", **env: str) -> dict:
 
 @needs_numpys_openblas
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+@pytest.mark.subprocess
 def test_import_and_a_training_step_leave_numpy_and_the_environment_alone():
     report = _probe()
     before, after = report["before"], report["after"]
@@ -115,6 +116,7 @@ def test_import_and_a_training_step_leave_numpy_and_the_environment_alone():
 
 @needs_numpys_openblas
 @pytest.mark.parametrize("how", ["environment", "call"])
+@pytest.mark.subprocess
 def test_sharing_threads_is_an_opt_in_that_can_be_undone(how):
     """CYGRAD_SHARE_THREADS=1 or share_threads() hands OpenBLAS's jobs (NumPy's products
     too) to cygrad's OpenMP threads, with the same results and no environment edits;
@@ -136,6 +138,7 @@ def test_sharing_threads_is_an_opt_in_that_can_be_undone(how):
     assert undone["after"]["callback"] == undone["before"]["callback"]
 
 
+@pytest.mark.subprocess
 def test_share_threads_environment_variable_is_checked():
     env = {k: v for k, v in os.environ.items() if not k.startswith("CYGRAD_")}
     result = subprocess.run([sys.executable, "-c", "import cygrad"],

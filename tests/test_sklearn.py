@@ -237,6 +237,7 @@ def test_version_gate():
             cygrad.sklearn.check_sklearn_version(version)
 
 
+@pytest.mark.subprocess
 def test_import_cygrad_does_not_import_sklearn():
     code = "import sys, cygrad; assert 'sklearn' not in sys.modules, 'sklearn imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -249,6 +249,7 @@ def _thread_count_report(omp_num_threads, set_first: bool) -> dict:
 
 
 @pytest.mark.parametrize("omp_num_threads", [1, 3])
+@pytest.mark.subprocess
 def test_omp_num_threads_is_respected(omp_num_threads):
     """OMP_NUM_THREADS=n: get_num_threads() says n, and the first parallel kernel call
     starts n - 1 OpenMP threads (the calling thread is the n-th)."""
@@ -258,6 +259,7 @@ def test_omp_num_threads_is_respected(omp_num_threads):
     assert report["new after a call"] == omp_num_threads - 1
 
 
+@pytest.mark.subprocess
 def test_set_num_threads_is_respected():
     """set_num_threads(n) is what the loops use, from any Python thread: 1 starts no
     thread, 3 starts two more; 4 set in another Python thread gives that thread's calls a
@@ -311,6 +313,7 @@ def _interrupt(proc: subprocess.Popen, stream, marker: str, delay: float,
     return seen, out, err, sent
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_ends_the_demo_cleanly():
     """SIGINT during `python -m cygrad demo --steps 1000000`: exit status 130 within a few
     seconds, 'interrupted' and no traceback."""
@@ -326,6 +329,7 @@ def test_ctrl_c_ends_the_demo_cleanly():
     assert "final training accuracy" not in out
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_stops_a_loop_of_kernel_calls_promptly():
     """SIGINT while a loop calls kernels (each a few ms, GIL released): KeyboardInterrupt
     within a second, raised between two calls."""
@@ -355,6 +359,7 @@ def test_ctrl_c_stops_a_loop_of_kernel_calls_promptly():
     assert float(stopped) - sent < 1.0, float(stopped) - sent
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_during_one_long_kernel_call():
     """SIGINT in the middle of one long call (two 2048^3 products, about a second): the
     call is not cut short - it runs to its end and its outputs are complete and right - and
