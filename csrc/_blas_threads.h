@@ -1,28 +1,22 @@
-/* The products' threads: OpenBLAS's parallel jobs run on this module's OpenMP threads.
+/* The opt-in of cygrad/runtime.py's share_threads() (part of _runtime.h): OpenBLAS's
+   parallel jobs run on this module's OpenMP threads instead of OpenBLAS's own pool.
 
-   Why: OpenBLAS keeps a pool of its own threads, which busy-wait for ~0.1 s after each
-   product, while OpenMP (cygrad's element-wise loops, and PyTorch's ops when PyTorch shares
-   the GNU OpenMP runtime, as its Linux wheels do) keeps another. Two pools on the same
-   cores take turns badly: on 2 cores a cygrad product and a 200K-element PyTorch add, in
-   turn, took 177-203 us a pair against 135 us on one pool; alone they take 120 and 8 us
-   (benchmarks/interference.py pools). OpenBLAS (0.3.28 and later) lets its caller run the
-   jobs instead; cygrad hands them to OpenMP, so there is one pool, and whoever runs next
-   finds its threads awake.
+   Why one would: OpenBLAS keeps a pool of its own threads, which busy-wait for a while
+   after each product, while OpenMP (cygrad's element-wise loops, and PyTorch's ops when
+   PyTorch shares the GNU OpenMP runtime) keeps another; two pools on the same cores take
+   turns badly (docs/threads.md has the measurements and the commands). OpenBLAS (0.3.28
+   and later) lets its caller run the jobs instead.
 
-   Scope: the whole process, NumPy's products included, from the moment cygrad chooses its
-   BLAS (NumPy's own, usually). Installed only around cygrad's own calls, it left NumPy's
-   products on OpenBLAS's threads, and a NumPy product next to a cygrad product took 9.8 ms
-   a pair instead of 0.3 (benchmarks/interference.py blas measures the pair). The results
-   are the same; only whose threads run the jobs changes. A callback someone else installed
-   first is left alone (backends/_blas.py).
+   Scope: the callback is OpenBLAS's, so it covers every product of that library, NumPy's
+   included: that is why it is an opt-in and never the default. Results are the same; only
+   whose threads run the jobs changes. A callback someone else installed first is left
+   alone (runtime.py checks).
 
    The jobs of one product wait for one another, so all of them must run at once: an OpenMP
    team of exactly that size, which GNU OpenMP guarantees outside any active parallel region
    with dynamic adjustment off; anywhere else they get threads of their own. A forked child
    never uses the callback: GNU OpenMP's pool does not survive fork (it hangs), OpenBLAS's
-   does.
-
-   The team comes from the OpenMP runtime _threads.h says is in use. */
+   does. The team comes from the OpenMP runtime _threads.h says is in use. */
 #ifndef CYGRAD_BLAS_THREADS_H
 #define CYGRAD_BLAS_THREADS_H
 

@@ -11,7 +11,7 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-cdef extern from "_threads.h":
+cdef extern from "_runtime.h":
     int cg_openmp_enabled() noexcept nogil
     int cg_default_threads() noexcept nogil
     int cg_on_fork_in_child(void (*handler)() noexcept nogil) noexcept nogil
@@ -31,11 +31,9 @@ ctypedef fused real:
     float
     double
 
-# Below this many elements one thread is faster. Waking a sleeping OpenMP team costs
-# ~10-20 us (measured), and inside a training step the team has always gone to sleep
-# during the matrix products in between: 64K elements took 6 us on one thread, 17-30 us on
-# two after an idle millisecond; at 256K the two are even.
-cdef Py_ssize_t PARALLEL_MIN = 262144
+# Threads start only above this size: below it, waking a team that went to sleep during
+# the products in between costs more than the loop (docs/threads.md, "Thresholds").
+cdef Py_ssize_t PARALLEL_MIN = 1 << 18
 parallel_min = PARALLEL_MIN  # for the tests, which check both sides of it
 
 # Threads for the parallel loops. Kept here rather than in OpenMP's per-thread state,

@@ -6,21 +6,13 @@ Arrays are row-major (C-contiguous) and already checked by backends/cython.py. B
 column-major; a row-major matrix is the column-major matrix of its transpose, so
 C = op(A) @ op(B) is computed as C^T = op(B)^T @ op(A)^T with the operands swapped.
 `accumulate` is BLAS's beta = 1: the product is added into C without a temporary.
-The bias gradient, a sum over rows, is a matrix-vector product with a vector of ones:
-BLAS's gemv runs it vectorized and threaded, faster than NumPy's sum(0) (measured), and in
-the same thread pool as the products around it, so the two never compete for cores.
+The bias gradient, a sum over rows, is a matrix-vector product with a vector of ones.
 
-Which BLAS: backends/_blas.py hands `use_blas` the addresses of NumPy's own OpenBLAS
-routines (64-bit sizes) when it finds them, so cygrad and NumPy share one library and one
-thread pool; as the fallback, those of SciPy's, from scipy.linalg.cython_blas (32-bit
-sizes; larger ones raise ValueError). Taken at run time rather than cimported, so that
-SciPy is imported only when it is used. Until `use_blas` has run, every kernel raises.
-
-Threads: OpenBLAS hands its parallel jobs to this module's OpenMP threads
-(_blas_threads.h says why), where the library offers that.
+Which BLAS, and whose threads run it, is cygrad/runtime.py's choice; the calls go through
+_runtime.h (gemm, gemv, axpy on either integer interface; small work on this thread).
+Until `use_blas` has run, every kernel raises.
 """
-from libc.limits cimport INT_MAX
-from libc.stdint cimport INT64_MAX, int64_t
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -28,7 +20,21 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-cdef extern from "_blas_threads.h":
+cdef extern from "_runtime.h":
+    void cg_blas_use(void* const* routines, int ilp64) noexcept nogil
+    int64_t cg_blas_max() noexcept nogil
+    void cg_gemm_f(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                   float* c, int64_t ldc) noexcept nogil
+    void cg_gemm_d(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha,
+                   const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                   double* c, int64_t ldc) noexcept nogil
+    void cg_gemv_f(char t, int64_t m, int64_t n, float alpha, const float* a, int64_t lda,
+                   const float* x, float beta, float* y) noexcept nogil
+    void cg_gemv_d(char t, int64_t m, int64_t n, double alpha, const double* a,
+                   int64_t lda, const double* x, double beta, double* y) noexcept nogil
+    void cg_axpy_f(int64_t n, float alpha, const float* x, float* y) noexcept nogil
+    void cg_axpy_d(int64_t n, double alpha, const double* x, double* y) noexcept nogil
     void cg_blas_threads_use(void* setter) noexcept nogil
     int cg_blas_threads_in_use() noexcept nogil
     void* cg_blas_threads_callback() noexcept nogil
@@ -37,111 +43,8 @@ ctypedef fused real:
     float
     double
 
-# Sizes travel as 64-bit ints; the SciPy routines take 32-bit ones, and `_blas_max` keeps
-# every size within what the routines in use accept.
-ctypedef int64_t blasint
+ctypedef int64_t blasint  # sizes travel as 64-bit ints; cg_blas_max() bounds them
 
-# The Fortran BLAS interface with 64-bit integers (OpenBLAS built with INTERFACE64).
-ctypedef void (*sgemm_t)(const char*, const char*, const blasint*, const blasint*,
-                         const blasint*, const float*, const float*, const blasint*,
-                         const float*, const blasint*, const float*, float*,
-                         const blasint*) noexcept nogil
-ctypedef void (*dgemm_t)(const char*, const char*, const blasint*, const blasint*,
-                         const blasint*, const double*, const double*, const blasint*,
-                         const double*, const blasint*, const double*, double*,
-                         const blasint*) noexcept nogil
-ctypedef void (*sgemv_t)(const char*, const blasint*, const blasint*, const float*,
-                         const float*, const blasint*, const float*, const blasint*,
-                         const float*, float*, const blasint*) noexcept nogil
-ctypedef void (*dgemv_t)(const char*, const blasint*, const blasint*, const double*,
-                         const double*, const blasint*, const double*, const blasint*,
-                         const double*, double*, const blasint*) noexcept nogil
-ctypedef void (*saxpy_t)(const blasint*, const float*, const float*, const blasint*, float*,
-                         const blasint*) noexcept nogil
-ctypedef void (*daxpy_t)(const blasint*, const double*, const double*, const blasint*,
-                         double*, const blasint*) noexcept nogil
-
-
-# The same interface with 32-bit integers (SciPy's cython_blas).
-ctypedef void (*sgemm32_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
-                           float*, float*, int*) noexcept nogil
-ctypedef void (*dgemm32_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*,
-                           int*, double*, double*, int*) noexcept nogil
-ctypedef void (*sgemv32_t)(char*, int*, int*, float*, float*, int*, float*, int*, float*,
-                           float*, int*) noexcept nogil
-ctypedef void (*dgemv32_t)(char*, int*, int*, double*, double*, int*, double*, int*, double*,
-                           double*, int*) noexcept nogil
-ctypedef void (*saxpy32_t)(int*, float*, float*, int*, float*, int*) noexcept nogil
-ctypedef void (*daxpy32_t)(int*, double*, double*, int*, double*, int*) noexcept nogil
-
-cdef sgemm32_t sgemm = NULL
-cdef dgemm32_t dgemm = NULL
-cdef sgemv32_t sgemv = NULL
-cdef dgemv32_t dgemv = NULL
-cdef saxpy32_t saxpy = NULL
-cdef daxpy32_t daxpy = NULL
-
-
-# SciPy's 32-bit routines behind the 64-bit signatures (sizes already checked to fit).
-cdef void _scipy_sgemm(const char* ta, const char* tb, const blasint* m, const blasint* n,
-                       const blasint* k, const float* alpha, const float* a,
-                       const blasint* lda, const float* b, const blasint* ldb,
-                       const float* beta, float* c, const blasint* ldc) noexcept nogil:
-    cdef int m_ = <int>m[0], n_ = <int>n[0], k_ = <int>k[0]
-    cdef int lda_ = <int>lda[0], ldb_ = <int>ldb[0], ldc_ = <int>ldc[0]
-    sgemm(<char*>ta, <char*>tb, &m_, &n_, &k_, <float*>alpha, <float*>a, &lda_,
-          <float*>b, &ldb_, <float*>beta, c, &ldc_)
-
-
-cdef void _scipy_dgemm(const char* ta, const char* tb, const blasint* m, const blasint* n,
-                       const blasint* k, const double* alpha, const double* a,
-                       const blasint* lda, const double* b, const blasint* ldb,
-                       const double* beta, double* c, const blasint* ldc) noexcept nogil:
-    cdef int m_ = <int>m[0], n_ = <int>n[0], k_ = <int>k[0]
-    cdef int lda_ = <int>lda[0], ldb_ = <int>ldb[0], ldc_ = <int>ldc[0]
-    dgemm(<char*>ta, <char*>tb, &m_, &n_, &k_, <double*>alpha, <double*>a, &lda_,
-          <double*>b, &ldb_, <double*>beta, c, &ldc_)
-
-
-cdef void _scipy_sgemv(const char* t, const blasint* m, const blasint* n, const float* alpha,
-                       const float* a, const blasint* lda, const float* x,
-                       const blasint* incx, const float* beta, float* y,
-                       const blasint* incy) noexcept nogil:
-    cdef int m_ = <int>m[0], n_ = <int>n[0], lda_ = <int>lda[0]
-    cdef int incx_ = <int>incx[0], incy_ = <int>incy[0]
-    sgemv(<char*>t, &m_, &n_, <float*>alpha, <float*>a, &lda_, <float*>x, &incx_,
-          <float*>beta, y, &incy_)
-
-
-cdef void _scipy_dgemv(const char* t, const blasint* m, const blasint* n,
-                       const double* alpha, const double* a, const blasint* lda,
-                       const double* x, const blasint* incx, const double* beta, double* y,
-                       const blasint* incy) noexcept nogil:
-    cdef int m_ = <int>m[0], n_ = <int>n[0], lda_ = <int>lda[0]
-    cdef int incx_ = <int>incx[0], incy_ = <int>incy[0]
-    dgemv(<char*>t, &m_, &n_, <double*>alpha, <double*>a, &lda_, <double*>x, &incx_,
-          <double*>beta, y, &incy_)
-
-
-cdef void _scipy_saxpy(const blasint* n, const float* alpha, const float* x,
-                       const blasint* incx, float* y, const blasint* incy) noexcept nogil:
-    cdef int n_ = <int>n[0], incx_ = <int>incx[0], incy_ = <int>incy[0]
-    saxpy(&n_, <float*>alpha, <float*>x, &incx_, y, &incy_)
-
-
-cdef void _scipy_daxpy(const blasint* n, const double* alpha, const double* x,
-                       const blasint* incx, double* y, const blasint* incy) noexcept nogil:
-    cdef int n_ = <int>n[0], incx_ = <int>incx[0], incy_ = <int>incy[0]
-    daxpy(&n_, <double*>alpha, <double*>x, &incx_, y, &incy_)
-
-
-cdef sgemm_t _sgemm = _scipy_sgemm
-cdef dgemm_t _dgemm = _scipy_dgemm
-cdef sgemv_t _sgemv = _scipy_sgemv
-cdef dgemv_t _dgemv = _scipy_dgemv
-cdef saxpy_t _saxpy = _scipy_saxpy
-cdef daxpy_t _daxpy = _scipy_daxpy
-cdef blasint _blas_max = 0
 cdef str _blas_name = None
 
 
@@ -150,30 +53,15 @@ def use_blas(str name not None, addresses, bint ilp64):
     addresses of its Fortran routines sgemm, dgemm, sgemv, dgemv, saxpy and daxpy, which
     must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. Chosen by
     cygrad/runtime.py; not while kernels run."""
-    global _sgemm, _dgemm, _sgemv, _dgemv, _saxpy, _daxpy, _blas_max, _blas_name
-    global sgemm, dgemm, sgemv, dgemv, saxpy, daxpy
+    global _blas_name
+    cdef void* routines[6]
     if addresses is None or len(addresses) != 6 or not all(
             isinstance(p, int) and p > 0 for p in addresses):
         raise ValueError("addresses: expected six nonzero int addresses "
                          "(sgemm, dgemm, sgemv, dgemv, saxpy, daxpy)")
-    if ilp64:
-        _sgemm = <sgemm_t><size_t>addresses[0]
-        _dgemm = <dgemm_t><size_t>addresses[1]
-        _sgemv = <sgemv_t><size_t>addresses[2]
-        _dgemv = <dgemv_t><size_t>addresses[3]
-        _saxpy = <saxpy_t><size_t>addresses[4]
-        _daxpy = <daxpy_t><size_t>addresses[5]
-        _blas_max = INT64_MAX
-    else:
-        sgemm = <sgemm32_t><size_t>addresses[0]
-        dgemm = <dgemm32_t><size_t>addresses[1]
-        sgemv = <sgemv32_t><size_t>addresses[2]
-        dgemv = <dgemv32_t><size_t>addresses[3]
-        saxpy = <saxpy32_t><size_t>addresses[4]
-        daxpy = <daxpy32_t><size_t>addresses[5]
-        _sgemm, _dgemm, _sgemv, _dgemv = _scipy_sgemm, _scipy_dgemm, _scipy_sgemv, _scipy_dgemv
-        _saxpy, _daxpy = _scipy_saxpy, _scipy_daxpy
-        _blas_max = INT_MAX
+    for i in range(6):
+        routines[i] = <void*><size_t>addresses[i]
+    cg_blas_use(routines, ilp64)
     _blas_name = name
 
 
@@ -188,7 +76,7 @@ def share_blas_threads(size_t threads_setter):
 def blas_in_use():
     """(name, largest size it takes) of the BLAS the products call; (None, 0) before
     `use_blas`."""
-    return _blas_name, _blas_max
+    return _blas_name, (cg_blas_max() if _blas_name is not None else 0)
 
 
 include "_openmp_runtime.pxi"
@@ -223,12 +111,10 @@ cdef inline void _gemv(bint row_major_is_rows, blasint k, blasint n, blasint ld,
     cdef char t = b'T' if row_major_is_rows else b'N'
     cdef blasint rows = k if row_major_is_rows else n
     cdef blasint cols = n if row_major_is_rows else k
-    cdef blasint one = 1
-    cdef real alpha = 1, beta = 1
     if real is float:
-        _sgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
+        cg_gemv_f(t, rows, cols, 1, mat, ld, vec, 1, c)
     else:
-        _dgemv(&t, &rows, &cols, &alpha, mat, &ld, vec, &one, &beta, c, &one)
+        cg_gemv_d(t, rows, cols, 1, mat, ld, vec, 1, c)
 
 
 cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint k,
@@ -240,7 +126,6 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
     cdef blasint lda = max(1, m if trans_a else k)
     cdef blasint ldb = max(1, k if trans_b else n)
     cdef blasint ldc = max(1, n)
-    cdef real alpha = 1
     cdef Py_ssize_t i
     if m == 0 or n == 0:
         return
@@ -250,9 +135,8 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
                 c[i] = 0
         return
     if m == 1 or n == 1:
-        # One row (batch 1) or one column of output: a matrix-vector product. OpenBLAS's
-        # gemm runs these shapes up to ~10x slower than its gemv (measured, float32:
-        # 1x784 @ 784x1024 took 160 us in sgemm, 17 us in sgemv).
+        # One row (batch 1) or one column of output: a matrix-vector product, which
+        # OpenBLAS's gemm runs far slower than its gemv (docs/threads.md, "Thresholds").
         if beta == 0:  # some OpenBLAS versions scale y by beta = 0, keeping NaNs
             for i in range(<Py_ssize_t>m * n):
                 c[i] = 0
@@ -262,15 +146,16 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
     if real is float:
-        _sgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+        cg_gemm_f(tb, ta, n, m, k, 1, b, ldb, a, lda, beta, c, ldc)
     else:
-        _dgemm(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc)
+        cg_gemm_d(tb, ta, n, m, k, 1, b, ldb, a, lda, beta, c, ldc)
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:
     # SciPy's BLAS takes 32-bit sizes; a larger one would silently wrap around.
-    if n > _blas_max:
-        raise ValueError(f"{what}: a dimension of {n} exceeds the BLAS limit of {_blas_max}")
+    if n > cg_blas_max():
+        raise ValueError(f"{what}: a dimension of {n} exceeds the BLAS limit of "
+                         f"{cg_blas_max()}")
     return <blasint>n
 
 
@@ -427,12 +312,12 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
                         bint accumulate) except -1 nogil:
     """out (+)= column sums of the row-major (rows x cols) g: g^T @ ones on gemv."""
     cdef Py_ssize_t i, r0
-    cdef blasint m, n, lda, one = 1
+    cdef blasint m, n, lda
     cdef real alpha = 1, beta = 1 if accumulate else 0
     cdef real* ones
     if cols == 0:
         return 0
-    if rows == 0 or cols > _blas_max:
+    if rows == 0 or cols > cg_blas_max():
         _column_sums(g, rows, cols, out, accumulate)
         return 0
     # Rows go in blocks; each block after the first adds (beta = 1).
@@ -452,9 +337,9 @@ cdef int _bias_backward(const real* g, Py_ssize_t rows, Py_ssize_t cols, real* o
         n = <blasint>min(rows - r0, BIAS_BLOCK_ROWS)
         # Row-major g is the column-major (cols x rows) matrix A: out = A @ ones.
         if real is float:
-            _sgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
+            cg_gemv_f(b'N', m, n, alpha, g + r0 * cols, lda, ones, beta, out)
         else:
-            _dgemv(b"N", &m, &n, &alpha, g + r0 * cols, &lda, ones, &one, &beta, out, &one)
+            cg_gemv_d(b'N', m, n, alpha, g + r0 * cols, lda, ones, beta, out)
         beta = 1
         r0 += n
     free(ones)
@@ -480,16 +365,11 @@ def bias_backward(cnp.ndarray grad_out not None, cnp.ndarray out not None,
 
 
 cdef void _axpy(real* y, const real* x, real alpha, Py_ssize_t n) noexcept nogil:
-    """y += alpha * x, in blocks the BLAS in use takes."""
-    cdef blasint count, one = 1
-    cdef Py_ssize_t start = 0
-    while start < n:
-        count = <blasint>min(n - start, _blas_max)
-        if real is float:
-            _saxpy(&count, &alpha, x + start, &one, y + start, &one)
-        else:
-            _daxpy(&count, &alpha, x + start, &one, y + start, &one)
-        start += count
+    """y += alpha * x."""
+    if real is float:
+        cg_axpy_f(n, alpha, x, y)
+    else:
+        cg_axpy_d(n, alpha, x, y)
 
 
 def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):

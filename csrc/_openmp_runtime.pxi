@@ -1,7 +1,7 @@
 # Included by each compiled module that runs parallel work: each has its own copy of
 # _threads.h's state, so each is told which OpenMP runtime to use.
 
-cdef extern from "_threads.h":
+cdef extern from "_runtime.h":
     void cg_use_openmp_runtime(void* const* fns) noexcept nogil
 
 

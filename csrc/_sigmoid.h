@@ -8,8 +8,8 @@
 
    With GCC 11 or later on x86-64 Linux the loops are compiled three times (target_clones):
    for the x86-64 baseline, for AVX2+FMA (x86-64-v3) and for AVX-512 (x86-64-v4); the
-   loader picks the best one the CPU runs. No -march is needed. (Measured on an AVX-512
-   machine, float32 forward at 16K elements: 6.5 us with AVX2, 3.3 us with AVX-512.) */
+   loader picks the best one the CPU runs. No -march is needed (docs/threads.md has what
+   each clone gains). */
 #ifndef CYGRAD_SIGMOID_H
 #define CYGRAD_SIGMOID_H
 #include <stddef.h>
@@ -90,8 +90,8 @@ CG_CLONES static void cg_sigmoid_d(const double* x, double* out, ptrdiff_t n) {
     }
 }
 
-/* out (+)= g * y * (1 - y): memory-bound for large arrays, but in cache (up to ~1M
-   elements here) the AVX2 clone is about twice as fast as the baseline's SSE2.
+/* out (+)= g * y * (1 - y): memory-bound for large arrays, but in cache the wider clones
+   run ahead of the baseline's SSE2.
    No fused multiply-add: fusing the last product into `out +=` skips its rounding, and
    near the float range that changes the answer (out = -inf plus a product that overflows
    to +inf is NaN; fused, the product never overflows and the sum stays -inf). Unfused,

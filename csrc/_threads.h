@@ -1,14 +1,12 @@
-/* cygrad's threads: OpenMP when the build has it, one thread when it does not. The .pyx
-   files call these instead of omp_* so that a build without -fopenmp still compiles and
-   links.
+/* cygrad's threads (part of _runtime.h): OpenMP when the build has it, one thread when it
+   does not. The .pyx files call these instead of omp_* so that a build without -fopenmp
+   still compiles and links.
 
    Whose OpenMP: this module's own runtime, unless cg_use_openmp_runtime names another.
-   PyTorch's wheels load libgomp.so.1, which a cygrad built from source shares; a cygrad
-   wheel that bundles its own copy does not, and two OpenMP pools on the same cores spin
-   against each other (a 784-256-10 step at batch 64 took 2.3 ms instead of 0.4 on 2
-   cores), so the torch adapter points every parallel region of cygrad's at PyTorch's
-   runtime, through GNU's GOMP_parallel entry point (which LLVM's and Intel's runtimes
-   export too). */
+   cygrad/runtime.py does that only under its share_threads() opt-in, where PyTorch brought
+   an OpenMP runtime other than cygrad's (a cygrad wheel bundling its own libgomp): two
+   pools on the same cores spin against each other (docs/threads.md). The other runtime is
+   reached through GNU's GOMP_parallel entry point, which LLVM's and Intel's export too. */
 #ifndef CYGRAD_THREADS_H
 #define CYGRAD_THREADS_H
 

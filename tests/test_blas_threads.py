@@ -316,3 +316,70 @@ def test_loops_and_products_run_on_another_openmp_runtime(tmp_path):
                         CYGRAD_SHARE_THREADS="1")  # and those jobs on the OpenMP team
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True"] * 5
+
+
+SMALL_WORK = 1 << 18  # csrc/_runtime.h's CG_SMALL_WORK
+
+TEAMS = """
+    import json, os
+    import numpy as np
+    import cygrad
+    from cygrad import kernels, runtime
+    cygrad.set_num_threads(2)
+    rng = np.random.default_rng(0)
+
+    def threads():
+        return len(os.listdir("/proc/self/task"))
+
+    start = threads()
+    # Batch 1 through a 784-256 layer: two matrix-vector products, the bias gradient and
+    # the optimizer's update on the 200K weights, all below the small-work threshold.
+    x, w = rng.random((1, 784), np.float32), rng.random((256, 784), np.float32)
+    b, g = rng.random(256, np.float32), rng.random((1, 256), np.float32)
+    for _ in range(3):
+        y = kernels.linear_forward(x, w, b)
+        grad_x, grad_w, grad_b = kernels.linear_backward(g, x, w)
+        cygrad.backends.active().add_scaled(w, grad_w, -0.1)
+    small = threads() - start
+    big = rng.random((600, 600))
+    kernels.linear_forward(big, big)  # a product OpenBLAS splits: a team starts
+    print(json.dumps(dict(small=small, big=threads() - start, pool=runtime.blas_threads())))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+@pytest.mark.skipif(not _elementwise.openmp_enabled(), reason="a build without OpenMP")
+def test_small_products_start_no_team():
+    """With the jobs on cygrad's OpenMP threads (where a new team shows as new threads), a
+    batch-1 step's products and update start none; a large product does."""
+    result = run_python(TEAMS, timeout=60, CYGRAD_SHARE_THREADS="1", OPENBLAS_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr
+    report = __import__("json").loads(result.stdout)
+    if report["pool"] != "openmp":
+        pytest.skip("this BLAS cannot hand its jobs to cygrad's threads")
+    assert report["small"] == 0
+    assert report["big"] >= 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [SMALL_WORK - 1, SMALL_WORK, SMALL_WORK + 1])
+def test_products_on_both_sides_of_the_small_work_threshold(size, dtype, rng, each_blas):
+    """Matrix-vector products, bias gradients and updates agree with the reference just
+    below the threshold (plain loops) and at or above it (the BLAS)."""
+    tol = {"rtol": 2e-4, "atol": 1e-3} if dtype == np.float32 else {"rtol": 1e-10}
+    rows = 512
+    cols = size // rows + (1 if size % rows else 0)
+    w = rng.standard_normal((cols, rows)).astype(dtype)
+    x = rng.standard_normal((1, rows)).astype(dtype)
+    g = rng.standard_normal((1, cols)).astype(dtype)
+    compiled = cygrad.backends._backends["cython"]
+    np.testing.assert_allclose(compiled.linear_forward(x, w), reference.linear_forward(x, w),
+                               **tol)
+    for got, want in zip(compiled.linear_backward(g, x, w), reference.linear_backward(g, x, w)):
+        np.testing.assert_allclose(got, want, **tol)
+    column = rng.standard_normal((size, 1)).astype(dtype)  # one column: gemv over rows
+    np.testing.assert_allclose(compiled.bias_backward(column), column.sum(0), **tol)
+    p, d = rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype)
+    want = p + np.asarray(-0.5, dtype) * d
+    compiled.add_scaled(p, d, -0.5)
+    np.testing.assert_allclose(p, want, **tol)
