@@ -344,3 +344,28 @@ def test_a_backend_without_add_scaled_steps_with_numpy(monkeypatch, rng):
         w.grad = g
         opt.step()
     np.testing.assert_allclose(w.data, start - 0.1 * g, rtol=1e-15)
+
+
+def test_a_custom_optimizer_subclasses_optimizer_as_in_torch():
+    class SignSGD(optim.Optimizer):
+        def __init__(self, params, lr=0.1, tag=None):
+            super().__init__(params, dict(lr=lr, tag=tag))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.data -= group["lr"] * np.sign(p.grad)
+                        self.state[p]["count"] = self.state[p].get("count", 0) + 1
+
+    p = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    opt = SignSGD([p], lr=0.5)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for _ in range(2):
+        p.grad = np.array([3.0, -0.1])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(p.data, [1.0 - 0.75, -2.0 + 0.75])
+    assert opt.state_dict()["state"] == {0: {"count": 2}}
+    with pytest.raises(ValueError, match="^lr: expected a non-negative number"):
+        SignSGD([p], lr=-1.0)

@@ -77,7 +77,8 @@ class Optimizer:
     def _check_hyperparameters(self, group: Dict[str, Any], where: str) -> None:
         """Raise if one of `group`'s hyperparameters is out of range; `where` prefixes
         the message ("" for the constructor's arguments, else "param_groups[i]: ")."""
-        check_number(f"{where}lr", group["lr"])
+        if "lr" in group:
+            check_number(f"{where}lr", group["lr"])
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """Add a group: a dict holding 'params' and optionally hyperparameters, which
