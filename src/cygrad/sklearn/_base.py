@@ -51,7 +51,10 @@ class KernelPerceptron:
         dtype = np.dtype(self.dtype)
         if y.dtype.kind == "f":  # regression targets; class indicators stay boolean
             y = y.astype(dtype, copy=False)
-        return X.astype(dtype, copy=False), y
+        if sp.issparse(X):
+            return X.astype(dtype, copy=False), y
+        # C order once here, not a strided gather per batch (load_digits' X is a view).
+        return np.asarray(X, dtype=dtype, order="C"), y
 
     def _network(self, layer_units: List[int], dtype: np.dtype) -> Network:
         """A Network holding the current `coefs_` and `intercepts_`, which become views
@@ -166,7 +169,9 @@ class KernelPerceptron:
                     if self.shuffle:
                         batch_idx = sample_idx[batch_slice]
                         if dense:
-                            X_batch = np.take(X_train, batch_idx, axis=0,
+                            # mode="clip": the indices are valid, and the default
+                            # ("raise") gathers into a temporary before copying to `out`.
+                            X_batch = np.take(X_train, batch_idx, axis=0, mode="clip",
                                               out=gathered[:len(batch_idx)])
                         else:
                             X_batch = _safe_indexing(X_train, batch_idx)

@@ -54,8 +54,9 @@ ACTIVATIONS = {"relu": _relu, "tanh": _tanh, "logistic": _logistic, "identity": 
 
 
 def _relu_backward(delta: Array, a: Array) -> None:
-    # Where the output is 0 the unit was off (scikit-learn's test, kept for equal results).
-    np.copyto(delta, 0, where=a == 0)
+    # Where the output is 0 the unit was off (scikit-learn's test). A product with the
+    # mask: NumPy's masked copy (`where=`) is an order of magnitude slower.
+    np.multiply(delta, a != 0, out=delta)
 
 
 def _tanh_backward(delta: Array, a: Array) -> None:
