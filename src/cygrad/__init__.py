@@ -13,7 +13,7 @@ from .ops import (argmax, argmin, cat, clamp, exp, flatten, log, log_softmax, ma
                   maximum, minimum, softmax, sqrt, stack)
 from .creation import (arange, eye, full, full_like, manual_seed, ones, ones_like, rand,
                        rand_like, randn, randn_like, zeros, zeros_like)
-from .runtime import get_num_threads, set_num_threads
+from .runtime import get_num_threads, set_num_threads, share_threads
 from . import data
 from .serialization import load, save
 from .tensor import Tensor, is_grad_enabled, no_grad
@@ -25,4 +25,5 @@ __all__ = ["__version__", "Tensor", "no_grad", "is_grad_enabled", "maximum", "fu
            "set_num_threads", "summary", "minimum", "cat", "stack", "clamp", "sqrt", "exp",
            "log", "softmax", "log_softmax", "argmax", "argmin", "flatten", "matmul", "zeros",
            "ones", "full", "eye", "arange", "rand", "randn", "zeros_like", "ones_like",
-           "full_like", "rand_like", "randn_like", "manual_seed", "data", "save", "load"]
+           "full_like", "rand_like", "randn_like", "manual_seed", "data", "save", "load",
+           "share_threads"]
