@@ -367,6 +367,17 @@ def test_dropout_in_training_and_evaluation(dtype, backend):
     assert F.dropout(x, 0.0) is x and F.dropout(x, 0.5, training=False) is x
 
 
+def test_manual_seed_reproduces_initialization_and_dropout():
+    def run():
+        cg.manual_seed(7)
+        model = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5))
+        return model[0].weight.data.copy(), model(np.ones((2, 4), np.float32)).data
+    (w1, y1), (w2, y2) = run(), run()
+    np.testing.assert_array_equal(w1, w2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(nn.Linear(4, 3).weight.data, w1)  # the generator moved on
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_logsoftmax_flatten_identity_match_pytorch(dtype, backend, rng):
     torch = _torch()

@@ -14,8 +14,8 @@ from typing import Iterable, List, Optional
 import numpy as np
 
 from .. import backends
-from ..ops import as_tensor, log_softmax, relu, sigmoid, softmax, tanh
-from ..ops._common import send
+from ..creation import default_generator
+from ..ops import as_tensor, log_softmax, relu, send, sigmoid, softmax, tanh
 from ..tensor import Tensor, TensorLike
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                      l1_loss, mse_loss, nll_loss)
@@ -45,21 +45,19 @@ def linear(input: TensorLike, weight: Tensor, bias: Optional[Tensor] = None) -> 
     """y = input @ weight.T + bias, with input (..., in_features), weight (out_features,
     in_features) and bias (out_features,) or None: one forward and one backward kernel
     call."""
-    x, w, b = as_tensor(input, weight), weight, bias
+    x = as_tensor(input, weight)
     k = backends.active()
-    y = k.linear_forward(x.data, w.data, None if b is None else b.data)
+    y = k.linear_forward(x.data, weight.data, None if bias is None else bias.data)
 
     def backward(g: np.ndarray) -> None:
-        (grad_x, grad_w, grad_b), accumulate = _slots((x, w, b))
-        k.linear_backward(g, x.data, w.data, grad_x=grad_x, grad_w=grad_w, grad_b=grad_b,
-                          accumulate=accumulate, need_grad_x=grad_x is not None,
-                          need_grad_w=grad_w is not None, need_grad_b=grad_b is not None)
+        (grad_x, grad_w, grad_b), accumulate = _slots((x, weight, bias))
+        k.linear_backward(g, x.data, weight.data, grad_x=grad_x, grad_w=grad_w,
+                          grad_b=grad_b, accumulate=accumulate,
+                          need_grad_x=grad_x is not None, need_grad_w=grad_w is not None,
+                          need_grad_b=grad_b is not None)
 
-    parents = (x, w) if b is None else (x, w, b)
+    parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(y, parents, backward, "linear")
-
-
-_default_rng: Optional[np.random.Generator] = None
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
@@ -67,19 +65,15 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     """In training, each element is zeroed with probability `p` and the others are scaled
     by 1 / (1 - p), so the expected value is unchanged; with training=False (or p=0) the
     input is returned. The mask is drawn from `rng` (a NumPy Generator or seed); without
-    it, from one generator seeded by the operating system when first needed. `inplace`
-    is accepted for compatibility: the result is a new tensor."""
-    global _default_rng
+    it, from cygrad's default generator, which `cg.manual_seed(seed)` resets (as
+    torch.manual_seed does for PyTorch's dropout). `inplace` is accepted for
+    compatibility: the result is a new tensor."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
         raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
     if not training or p == 0:
         return input
-    if rng is None:
-        if _default_rng is None:
-            _default_rng = np.random.default_rng()
-        rng = _default_rng
-    else:
-        rng = np.random.default_rng(rng)  # a Generator passes through unchanged
+    # default_generator() each time: manual_seed replaces the generator
+    rng = default_generator() if rng is None else np.random.default_rng(rng)
     x = as_tensor(input)
     if p == 1:
         mask = np.zeros(x.shape, x.dtype)

@@ -9,8 +9,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..ops import as_tensor
-from ..ops._common import send
+from ..ops import as_tensor, send
 from ..tensor import Tensor, TensorLike
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import ops
+from ..creation import default_generator
 from ..tensor import Tensor, TensorLike
 from .module import Module, module_error
 
@@ -39,7 +40,8 @@ class Linear(Module):
     (out_features,); input (..., in_features).
 
     Initialization as PyTorch's: weight and bias uniform in [-1/sqrt(in_features),
-    1/sqrt(in_features)]. `rng` (a NumPy Generator or seed) makes it reproducible. The
+    1/sqrt(in_features)], drawn from `rng` (a NumPy Generator or seed), or from cygrad's
+    default generator (reset by `cg.manual_seed`, as torch.manual_seed). The
     default dtype is float32, as PyTorch's; an input of another dtype is an error (no
     silent casting) that says which layer and how to fix it.
     """
@@ -49,7 +51,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = check_size("in_features", in_features)
         self.out_features = check_size("out_features", out_features)
-        rng = np.random.default_rng(rng)
+        rng = default_generator() if rng is None else np.random.default_rng(rng)
         bound = 1 / math.sqrt(in_features)
         dtype = np.float32 if dtype is None else dtype
         self.weight = Tensor(rng.uniform(-bound, bound, (out_features, in_features)),
@@ -155,15 +157,15 @@ class Dropout(Module):
     """In training mode, zeroes each element with probability `p` and scales the others
     by 1 / (1 - p); in evaluation mode (`eval()`), returns the input.
 
-    The mask comes from this layer's own NumPy Generator: `rng` (a seed or Generator)
-    makes it reproducible; without it the generator is seeded from the operating system.
+    The mask comes from `rng` (a seed or Generator, kept by the layer), or without it
+    from cygrad's default generator, which `cg.manual_seed(seed)` makes reproducible.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, rng: object = None):
         super().__init__()
         self.p = check_probability("p", p)
         self.inplace = bool(inplace)  # accepted for compatibility; the result is new
-        self.rng = np.random.default_rng(rng)
+        self.rng = None if rng is None else np.random.default_rng(rng)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training, rng=self.rng)
