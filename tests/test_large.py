@@ -1,8 +1,9 @@
 """Arrays of more than 2^31 elements (float32, ~8.6 GB each): indices past int32 range.
 
-Opt-in, and slow (about a minute, up to ~11 GiB of memory):
+Opt-in, and slow (about a minute, up to ~11 GiB of memory): they carry the `large` marker
+and run only when a marker expression selects it, otherwise they are skipped saying so:
 
-    CYGRAD_LARGE_TESTS=1 python -m pytest tests/test_large.py -q -p no:cacheprovider
+    python -m pytest -m large -q -p no:cacheprovider
 
 The data are patterned so that every result is known exactly without a second big array:
 zeros (np.zeros maps them lazily, so reading them costs no memory) with a few marked
@@ -11,19 +12,22 @@ around at 2^31 or reads the wrong element changes a sum or leaves a marker out.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 import cygrad as cg
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("CYGRAD_LARGE_TESTS") != "1",
-                       reason="arrays of 2^31+ elements (~8.6 GB each, about a minute): "
-                              "set CYGRAD_LARGE_TESTS=1 to run"),
-]
+pytestmark = pytest.mark.large
+
+
+@pytest.fixture(autouse=True)
+def _only_when_asked_for(request):
+    """Skipped unless `-m` names the marker: each array is ~8.6 GB and the file takes about
+    a minute, too much for an ordinary run."""
+    if "large" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("arrays of 2^31+ elements (~8.6 GB each, about a minute): "
+                    "run with -m large")
 
 GiB = 1 << 30
 INT32_LIMIT = 2 ** 31
