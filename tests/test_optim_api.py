@@ -123,6 +123,21 @@ def test_param_groups_and_skipped_gradients_match_torch(case, backend, rng):
     assert opt.param_groups[1]["lr"] == 0.003 and opt.param_groups[0]["lr"] == CASES[case]["lr"]
 
 
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
+def test_a_gradient_of_the_wrong_shape_raises(cls):
+    """NumPy would broadcast it into the update: a silently wrong step."""
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones((2, 3)), requires_grad=True)
+    opt = cls([{"params": [a]}, {"params": [b]}], lr=0.1)
+    b.grad = np.ones(3)
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\['params'\]\[0\]\.grad: "
+                                         r"expected an array of shape \(2, 3\).*got shape \(3,\)"):
+        opt.step()
+    b.grad = [[1.0] * 3] * 2
+    with pytest.raises(ValueError, match="got list"):
+        opt.step()
+    np.testing.assert_array_equal(b.data, 1)
+
+
 def test_param_groups_hold_params_and_every_option():
     a, b = (Tensor(np.ones(2), requires_grad=True) for _ in range(2))
     opt = optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5, "tag": "head"}], lr=0.1,

@@ -57,6 +57,8 @@ class Adam(Optimizer):
                 if grad is None:
                     continue
                 data = p.data
+                if not isinstance(grad, np.ndarray) or grad.shape != data.shape:
+                    raise self._bad_grad(p)
                 state = self.state[p]
                 if not state:
                     state.update(step=0, exp_avg=np.zeros_like(data),

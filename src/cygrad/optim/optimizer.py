@@ -125,6 +125,17 @@ class Optimizer:
                 elif p.grad is not None:
                     p.grad[...] = 0
 
+    def _bad_grad(self, p: Tensor) -> ValueError:
+        """The error for a gradient that is not an array of its parameter's shape (one set
+        by hand: backward() always makes the right one)."""
+        where = next(f"param_groups[{i}]['params'][{j}].grad"
+                     for i, group in enumerate(self.param_groups)
+                     for j, q in enumerate(group["params"]) if q is p)
+        got = (f"shape {p.grad.shape}" if isinstance(p.grad, np.ndarray)
+               else type(p.grad).__name__)
+        return ValueError(f"{where}: expected an array of shape {p.shape} like its "
+                          f"parameter, got {got}")
+
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Update every parameter that has a gradient; return `closure()` if given (it is
         called first: it recomputes the loss and its gradients)."""

@@ -51,6 +51,8 @@ class SGD(Optimizer):
                 if grad is None:
                     continue
                 data = p.data
+                if not isinstance(grad, np.ndarray) or grad.shape != data.shape:
+                    raise self._bad_grad(p)
                 if not momentum:
                     # p - lr * (g + wd * p) as two in-place passes: no temporary
                     if weight_decay:
