@@ -67,6 +67,7 @@ def test_the_default_pool_is_the_blas_own_and_sharing_is_opt_in():
 
 
 @pytest.mark.parametrize("value, shared", [("1", True), ("0", False), ("", False)])
+@pytest.mark.subprocess
 def test_share_threads_env_opts_in(value, shared):
     result = run_python("from cygrad import _linear, runtime; "
                         "print(_linear.blas_threads(), runtime.threads_shared())",
@@ -76,6 +77,7 @@ def test_share_threads_env_opts_in(value, shared):
     assert result.stdout.split() == [pool, str(shared)]
 
 
+@pytest.mark.subprocess
 def test_share_threads_env_rejects_an_unknown_value():
     result = run_python("import cygrad", CYGRAD_SHARE_THREADS="gpu")
     assert result.returncode != 0
@@ -140,6 +142,7 @@ FORK = """
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.subprocess
 def test_a_forked_child_computes_on_the_fork_safe_pool():
     """GNU OpenMP's pool hangs in a child forked after the parent used it: the child runs
     the loops on one thread and the products on the BLAS's own pool."""
@@ -152,6 +155,7 @@ def test_a_forked_child_computes_on_the_fork_safe_pool():
 
 @pytest.mark.parametrize("env", [{"OMP_DYNAMIC": "true"}, {"OMP_THREAD_LIMIT": "1"}],
                          ids=["dynamic", "thread-limit"])
+@pytest.mark.subprocess
 def test_products_are_right_where_openmp_cannot_promise_a_team(env):
     """A product's jobs wait for one another, so they must all run at once; where OpenMP
     might give fewer threads they get threads of their own."""
@@ -167,6 +171,7 @@ def test_products_are_right_where_openmp_cannot_promise_a_team(env):
 
 @pytest.mark.skipif(NUMPY_BLAS is None or not _offers_callback(NUMPY_BLAS[0]),
                     reason="needs NumPy's OpenBLAS with a threading callback")
+@pytest.mark.subprocess
 def test_a_callback_someone_else_installed_is_left_alone():
     result = run_python(f"""
         import ctypes
@@ -306,6 +311,7 @@ OTHER_RUNTIME = """
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 @pytest.mark.skipif(not _elementwise.openmp_enabled(), reason="a build without OpenMP")
+@pytest.mark.subprocess
 def test_loops_and_products_run_on_another_openmp_runtime(tmp_path):
     """What share_threads() does where PyTorch's OpenMP runtime is not cygrad's: every
     parallel region of cygrad's starts on the other runtime's team, with the same results,
@@ -349,6 +355,7 @@ TEAMS = """
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
 @pytest.mark.skipif(not _elementwise.openmp_enabled(), reason="a build without OpenMP")
+@pytest.mark.subprocess
 def test_small_products_start_no_team():
     """With the jobs on cygrad's OpenMP threads (where a new team shows as new threads), a
     batch-1 step's products and update start none; a large product does."""
