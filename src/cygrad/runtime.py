@@ -319,7 +319,7 @@ def _blas_description() -> str:
     except Exception as exc:  # show_config's layout is theirs, not ours
         built = f"unknown build ({type(exc).__name__})"
     if name == "numpy":
-        return f"NumPy's {built}, shared with NumPy ({BLAS_ENV}=scipy for SciPy's)"
+        return f"NumPy's {built}, the library NumPy calls ({BLAS_ENV}=scipy for SciPy's)"
     return f"SciPy's {built}"
 
 
@@ -340,18 +340,3 @@ def info() -> Dict[str, str]:
         "Python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
     }
-
-
-def add_arguments(parser) -> None:
-    """`python -m cygrad info` takes no options."""
-
-
-def run(args) -> int:
-    from . import backends  # the command reads the layer above; the runtime never does
-
-    facts = {"active backend": backends.get_backend(),
-             "backends": ", ".join(backends.available_backends()), **info()}
-    width = max(map(len, facts))
-    for key, value in facts.items():
-        print(f"{key:<{width}}  {value}")
-    return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import runtime
+from .. import backends, runtime
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    facts = runtime.info()
+    facts = {"active backend": backends.get_backend(),
+             "backends": ", ".join(backends.available_backends()), **runtime.info()}
     width = max(map(len, facts))
     for key, value in facts.items():
         print(f"{key:<{width}}  {value}")
