@@ -116,14 +116,16 @@ def test_console_script_runs_the_cli():
     assert [e.value for e in scripts] == ["cygrad.__main__:main"]
 
 
-def test_info_prints_the_runtime_facts(capsys):
+def test_info_prints_the_version_backends_and_runtime_facts(capsys, backend):
     assert cli.main(["info"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    facts = cygrad.runtime.info()
-    assert len(lines) == len(facts)
     assert lines[0].split() == ["cygrad", cygrad.__version__]
-    for line, key in zip(lines, facts):
-        assert line.startswith(key)
+    assert lines[1].split() == ["active", "backend", backend]
+    assert lines[2].startswith("backends ") and backend in lines[2]
+    runtime_facts = cygrad.runtime.info()
+    assert len(lines) == len(runtime_facts) + 2
+    for line, key in zip(lines[3:], list(runtime_facts)[1:]):
+        assert line.startswith(key + " ")
 
 
 def test_demo_refuses_a_plot_file_in_a_missing_folder_before_training(capsys, tmp_path):

@@ -1,10 +1,18 @@
-"""`python -m cygrad info`: version, backend, threads, BLAS (the facts cygrad.runtime
-gathers), one per line."""
+"""`python -m cygrad info`: version, backends, threads, BLAS, one fact a line."""
 from __future__ import annotations
 
 import argparse
+from typing import Dict
 
 from .. import backends, runtime
+
+
+def facts() -> Dict[str, str]:
+    """What `info` prints: the version, the backends (active and available), then the
+    runtime's facts (cygrad.runtime.info(): compiled module, threads, BLAS, versions)."""
+    found = runtime.info()
+    return {"cygrad": found.pop("cygrad"), "active backend": backends.get_backend(),
+            "backends": ", ".join(backends.available_backends()), **found}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,9 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    facts = {"active backend": backends.get_backend(),
-             "backends": ", ".join(backends.available_backends()), **runtime.info()}
-    width = max(map(len, facts))
-    for key, value in facts.items():
+    shown = facts()
+    width = max(map(len, shown))
+    for key, value in shown.items():
         print(f"{key:<{width}}  {value}")
     return 0
