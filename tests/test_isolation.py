@@ -151,3 +151,20 @@ def test_share_threads_environment_variable_is_checked():
 def test_share_threads_takes_a_bool():
     with pytest.raises(TypeError, match="^enable: expected True or False"):
         runtime.share_threads(1)
+
+
+def test_the_runtime_imports_nothing_of_cygrad_above_it():
+    """The runtime sits below the backends: of cygrad it imports only the compiled
+    modules it configures and the version, anywhere in the file."""
+    import ast
+
+    tree = ast.parse(open(runtime.__file__).read())
+    ours = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            ours |= {f"{node.module}" if node.module else alias.name for alias in node.names}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names]
+            assert not any(n.startswith("cygrad") for n in names), names
+    assert ours <= {"_version", "_elementwise", "_linear"}, ours
