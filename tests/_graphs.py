@@ -75,6 +75,8 @@ class Graph:
     # (value index, upstream gradient) for every sink that has a gradient
     seeds: List[Tuple[int, np.ndarray]] = field(default_factory=list)
     optimizer: Optional[Tuple[str, str]] = None   # (cygrad line, PyTorch line)
+    # The PyTorch values the generator computed (t<i>): the forward need not run twice.
+    torch_env: Dict[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # hypothesis prints this; the reproducer says the rest
         ops = ", ".join(op for s in self.steps for op in s.ops)
@@ -141,8 +143,8 @@ class Drawer:
         i = len(self.graph.steps)
         try:
             t = eval(theirs, self.torch_env)  # noqa: S307 (our own generated line)
-        except RuntimeError:  # e.g. a maximum over an empty slice: not a graph to compare
-            return -1
+        except (RuntimeError, IndexError, ValueError):  # e.g. a maximum of nothing: PyTorch
+            return -1                                      # refuses, nothing to compare
         self.torch_env[f"t{i}"] = t
         self.graph.steps.append(Step(ours, theirs, tuple(ops)))
         dtype = str(t.dtype).replace("torch.", "")
@@ -426,9 +428,9 @@ def mask(d: Drawer, name: str) -> bool:
 
 
 def reduction(d: Drawer, name: str) -> bool:
-    """sum, mean, max over all axes, one axis (negative too) or several, with keepdims.
-    cygrad's max(axis) returns the values only, as torch.amax does (ties share the
-    gradient evenly in both)."""
+    """sum, mean, max, min over every axis, one axis (negative too) or several, with
+    keepdim; in PyTorch's spelling (dim, keepdim), NumPy's (axis, keepdims) or none.
+    cygrad's max(dim) returns the values only, as torch.amax does (docs/tensor.md)."""
     draw = d.draw
     i = d.pick()
     ndim = len(d.graph.values[i].shape)
@@ -443,6 +445,10 @@ def reduction(d: Drawer, name: str) -> bool:
                                    max_size=ndim))) if ndim else (0,)
     torch_name = {"max": "amax", "min": "amin"}.get(name, name)
     theirs = f"t{i}.{torch_name}(dim={axis!r}, keepdim={keepdims})"
+    if name in ("max", "min") and axis is None:
+        # Over every axis cygrad's max/min is torch.max()/min() (the gradient masks: the
+        # others get 0), with dims torch.amax/amin (it multiplies): their docstrings.
+        theirs = f"t{i}.{name}()" + (f".reshape({(1,) * ndim!r})" if keepdims else "")
     spelling = draw(st.sampled_from(["torch", "numpy", "bare"]))
     if spelling == "bare" and axis is None and not keepdims:
         ours, theirs = f"a{i}.{name}()", f"t{i}.{name}()"
@@ -500,8 +506,9 @@ def getitem(d: Drawer, name: str) -> bool:
     parts: List[str] = []
     used_list = False
     for n in shape[:draw(st.integers(1, len(shape)))]:
-        kind = draw(st.sampled_from(["int", "slice", "list"] if not used_list
-                                    else ["int", "slice"]))
+        kinds = ["slice"] if n == 0 else ["int", "slice"] if used_list else \
+            ["int", "slice", "list"]  # an empty axis (a mask's result) has no position
+        kind = draw(st.sampled_from(kinds))
         if kind == "int":
             parts.append(repr(draw(st.integers(-n, n - 1))))
         elif kind == "slice":
@@ -680,6 +687,7 @@ def graphs(draw: Callable, min_ops: int = 2, max_ops: int = 12) -> Graph:
             g.seeds.append((i, d.array(v.shape, v.dtype)))
     if g.seeds and draw(st.integers(0, 3)) == 0:
         g.optimizer = draw(st.sampled_from(OPTIMIZERS))
+    g.torch_env = d.torch_env
     return g
 
 

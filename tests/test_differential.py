@@ -96,12 +96,10 @@ def run(lines: List[str], namespace: Dict[str, object]) -> Optional[str]:
 def compare(graph: Graph, backend: str) -> List[str]:
     """Every difference between cygrad (on `backend`) and PyTorch on `graph`."""
     ours: Dict[str, object] = {}
-    theirs: Dict[str, object] = {}
     exec(HEADER, ours)  # noqa: S102
-    exec(HEADER, theirs)  # noqa: S102
     steps = graph.steps
-    exec("\n".join([f"t{i} = {s.theirs}" for i, s in enumerate(steps)]
-                   + graph.backward_lines("t", "torch.tensor")), theirs)  # noqa: S102
+    theirs = graph.torch_env  # the forward ran while the graph was drawn
+    exec("\n".join(graph.backward_lines("t", "torch.tensor")), theirs)  # noqa: S102
     error = run([f"a{i} = {s.ours}" for i, s in enumerate(steps)]
                 + graph.backward_lines("a", ""), ours)
     if error:
