@@ -128,15 +128,14 @@ def test_info_prints_the_version_backends_and_runtime_facts(capsys, backend):
         assert line.startswith(key + " ")
 
 
-def test_demo_refuses_a_plot_file_in_a_missing_folder_before_training(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
-    path = tmp_path / "no-such-folder" / "spiral.png"
-    code = cli.main(["demo", "--quiet", "--plot", str(path)])
-    captured = capsys.readouterr()
-    assert code == 2 and "Traceback" not in captured.err
-    assert captured.err == (f"demo: --plot {path}: the folder "
-                            f"{str(path.parent)!r} does not exist\n")
-    assert captured.out == ""  # it stopped before training
+@pytest.mark.parametrize("command", [["demo", "--plot"], ["bench", "--plot"],
+                                     ["explain", "x", "x=1", "--render"]])
+def test_an_output_file_in_a_missing_folder_is_refused_before_running(capsys, tmp_path,
+                                                                       command):
+    path = tmp_path / "no-such-folder" / "picture.png"
+    err = _parse_error(capsys, [*command, str(path)])
+    assert (f"argument {command[-1]}: the folder {str(path.parent)!r} of {str(path)!r} "
+            "does not exist") in err
 
 
 @pytest.mark.slow

@@ -52,6 +52,16 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
 
 
+def output_file(text: str) -> str:
+    """A file to write, in a folder that exists: checked before a command runs for
+    minutes and then fails to save its result."""
+    folder = Path(text).parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {str(folder)!r} of {text!r} does not "
+                                         "exist")
+    return text
+
+
 def _number(text: str, convert: Callable[[str], T], expected: str,
             valid: Callable[[T], bool]) -> T:
     try:

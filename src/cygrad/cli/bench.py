@@ -25,7 +25,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..runtime import get_num_threads
-from . import peers
+from . import output_file, peers
 
 Impls = peers.Impls
 Setup = Callable[[np.dtype, Optional[ModuleType]], Impls]  # (dtype, torch or None) -> Impls
@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`bench [--quick] [--plot FILE.png] [--dtype float32|float64]`."""
     parser.add_argument("--quick", action="store_true",
                         help="small and medium sizes, fewer repeats (seconds, not minutes)")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--plot", metavar="FILE.png", type=output_file,
                         help="also draw the ratios as a bar chart (needs matplotlib)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="dtype of every array (default: float32)")

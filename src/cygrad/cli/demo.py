@@ -13,7 +13,6 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from .. import backends, nn, optim
 from .. import functional as F
 from ..tensor import Tensor, no_grad
-from . import non_negative_int, positive_float, positive_int
+from . import non_negative_int, output_file, positive_float, positive_int
 
 if TYPE_CHECKING:  # importing cygrad.distributed needs mpi4py
     from ..distributed import World
@@ -167,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                         help="parameter and data dtype (default: float32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--plot", metavar="FILE.png",
+    parser.add_argument("--plot", metavar="FILE.png", type=output_file,
                         help="save the decision regions and the loss curve (needs matplotlib)")
     parser.add_argument("--distributed", action="store_true",
                         help="split the batch across MPI processes: run under "
@@ -181,10 +180,6 @@ def run(args: argparse.Namespace) -> int:
               "install it with `pip install matplotlib` (or `pip install cygrad[plot]`)",
               file=sys.stderr)
         return 1
-    if args.plot and not Path(args.plot).parent.is_dir():
-        print(f"demo: --plot {args.plot}: the folder {str(Path(args.plot).parent)!r} does not "
-              "exist", file=sys.stderr)
-        return 2
     world = None
     if args.distributed:
         try:

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import ops, viz
 from ..tensor import Tensor
+from . import output_file
 
 # Each whitelisted piece of syntax becomes an op, by the name the graph records
 # (`Tensor._op`); the op itself comes from the graph's own table, cygrad.ops.TABLE.
@@ -245,7 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the value of each name in the expression, e.g. x=-2")
     parser.add_argument("--dot", action="store_true",
                         help="print the graph as Graphviz DOT text instead of the tables")
-    parser.add_argument("--render", metavar="FILE",
+    parser.add_argument("--render", metavar="FILE", type=output_file,
                         help="also draw the graph to FILE (.svg, .png, .pdf; needs Graphviz)")
 
 
