@@ -24,8 +24,8 @@ RESET_ROUNDS = 200
 # Before timing, each benchmark calls its function for this long, untimed. Besides warming
 # caches, this lets the threads of a pool used by the previous benchmark go idle: PyTorch's
 # threads are not NumPy's OpenBLAS (nor is SciPy's, where cygrad falls back to it), and a
-# pool's threads keep spinning for up to ~0.2 s after a call, taking the cores the other
-# pool needs (measured: a call right after a switch of BLAS can take 20 ms, not 0.3 ms).
+# pool's threads keep spinning for a while after a call, taking the cores the other pool
+# needs: a call right after a switch of pools can take many times its settled time.
 SETTLE_S = 0.25
 
 # Tolerance of a result against a float64 recomputation: a float32 sum over a few

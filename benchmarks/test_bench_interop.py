@@ -11,10 +11,11 @@ One group per (batch, hidden) size; read a group's table across:
 Each engine runs with its default threads (recorded in extra_info). Before timing, one step
 with cygrad swapped in is checked against one step on the engine's own ops.
 
-PyTorch runs at its own default OpenMP settings in both torch rows: cygrad's products hand
-their jobs to the OpenMP threads PyTorch shares (see csrc/_blas_threads.h), so nothing
-needs changing. `python benchmarks/interference.py torch-order` compares the import orders
-and the products on OpenBLAS's own threads.
+PyTorch runs at its own default OpenMP settings in both torch rows, and cygrad at its
+defaults: its loops on its own OpenMP threads, its products on the BLAS's own threads. With
+CYGRAD_SHARE_THREADS=1 (or `cygrad.share_threads()` after importing torch) the products'
+jobs run on the OpenMP threads PyTorch uses instead (csrc/_blas_threads.h);
+`python benchmarks/interference.py torch-order` compares both, in either import order.
 """
 from __future__ import annotations
 
