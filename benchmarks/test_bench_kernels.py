@@ -16,8 +16,9 @@ Threads: the element-wise loops run on cygrad's own threads, cygrad's default (e
 core) in the kernel groups and `cygrad.set_num_threads(n)` in the `threads:` groups. The
 products (linear_backward, matmul_backward) run on the BLAS's own threads, whose count is
 the BLAS's (e.g. OPENBLAS_NUM_THREADS), not set_num_threads'; cygrad leaves NumPy's BLAS
-and its threads as they are (running the products on cygrad's pool instead is opt-in,
-see `python -m cygrad info`).
+and its threads as they are. Running the products on cygrad's OpenMP threads instead is
+opt-in (CYGRAD_SHARE_THREADS=1 or `cygrad.share_threads()`; `python -m cygrad info` says
+which threads run them).
 """
 from __future__ import annotations
 
