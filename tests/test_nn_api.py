@@ -107,6 +107,12 @@ def test_frozen_parameters_stay_parameters():
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_an_intermediate_kept_on_a_module_is_not_a_parameter():
+    layer = nn.Linear(2, 2)
+    layer.last_output = layer(np.ones((1, 2), np.float32))  # requires grad, not a leaf
+    assert list(layer.state_dict()) == ["weight", "bias"]
+
+
 def test_layers_in_a_plain_list_or_dict_train():
     class ByDict(nn.Module):
         def __init__(self):

@@ -1,11 +1,11 @@
 """Module: the base class of layers and models, as torch.nn.Module.
 
 A module's parameters and submodules are its attributes, found by walking `vars(self)`
-in assignment order: a Tensor with requires_grad=True is a parameter (and stays one
-after `requires_grad_(False)`), a Module is a child. The items of a plain list, tuple or
-dict attribute register too, named `attr.0` / `attr.key` as a ModuleList / ModuleDict /
-ParameterList would name them: torch.nn.Module silently skips them, so the layers never
-train, and nothing here needs them to be declared twice.
+in assignment order: a leaf Tensor with requires_grad=True is a parameter (and stays one
+after `requires_grad_(False)`; an op's result kept on the module is not), a Module is a
+child. The items of a plain list, tuple or dict attribute register too, named `attr.0` /
+`attr.key` as a ModuleList / ModuleDict / ParameterList would name them: torch.nn.Module
+silently skips them, so the layers never train.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Module:
         self.training = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, Tensor) and value.requires_grad:
+        if isinstance(value, Tensor) and value.requires_grad and value.is_leaf:
             names = self.__dict__.get(_PARAMETER_NAMES)
             if names is None:
                 names = self.__dict__[_PARAMETER_NAMES] = {}
@@ -69,15 +69,15 @@ class Module:
             if name == self._storage:
                 continue
             if isinstance(value, Tensor):
-                if value.requires_grad or name in registered:
+                if (value.requires_grad and value.is_leaf) or name in registered:
                     yield name, value
             elif isinstance(value, Module):
                 yield name, value
             elif type(value) in (list, tuple, dict):
                 items = value.items() if type(value) is dict else enumerate(value)
                 for key, item in items:
-                    if isinstance(item, Module) or (isinstance(item, Tensor)
-                                                    and item.requires_grad):
+                    if isinstance(item, Module) or (isinstance(item, Tensor) and
+                                                    item.requires_grad and item.is_leaf):
                         yield f"{name}.{key}", item
 
     def named_children(self) -> Iterator[Tuple[str, "Module"]]:
