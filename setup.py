@@ -4,6 +4,7 @@ Environment variables read at build time:
   CYGRAD_NATIVE=1     add -march=native (the wheel then only runs on CPUs like the builder's)
   CYGRAD_OPENMP=0     build without OpenMP (the kernels then run on one thread)
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -70,6 +71,8 @@ extensions = [
     Extension(
         f"cygrad.{name}",
         [f"csrc/{name}.pyx"],
+        # A change to a shared header or include rebuilds every module that uses it.
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.pxi")),
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
