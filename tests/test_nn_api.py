@@ -350,6 +350,8 @@ def test_constructor_arguments_are_checked():
         nn.Softmax()
     with pytest.raises(TypeError, match="^LogSoftmax: dim"):
         nn.LogSoftmax(dim=1.0)
+    with pytest.raises(TypeError, match="^end_dim: expected an int"):
+        nn.Flatten(1, "2")
 
 
 # -- layers -------------------------------------------------------------------------------

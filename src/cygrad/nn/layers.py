@@ -179,6 +179,9 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
+        for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name}: expected an int, got {value!r}")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, input: Tensor) -> Tensor:
