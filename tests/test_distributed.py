@@ -110,6 +110,7 @@ TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=
 @pytest.mark.parametrize("n, mode, dtype", [(2, "adam", "float64"), (3, "sgd", "float64"),
                                             (3, "adam", "float32")])
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_training_matches_single_process(n, mode, dtype, tmp_path):
     proc = _mpirun(n, str(WORKER), str(tmp_path), mode, dtype)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -140,6 +141,7 @@ def test_average_gradients_none_dtypes_and_buckets(tmp_path):
 @needs_mpi
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_demo_loss_curve_matches_single_process(dtype, tmp_path):
     proc = _mpirun(2, str(WORKER), str(tmp_path), "demo", dtype)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -152,6 +154,7 @@ def test_demo_loss_curve_matches_single_process(dtype, tmp_path):
 
 @needs_mpi
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_cli_demo_distributed_reports_once():
     proc = _mpirun(2, "-m", "cygrad", "demo", "--distributed", "--steps", "200")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -23,6 +23,7 @@ def _run(*args: str, backend: str = "cython") -> str:
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
@@ -36,6 +37,7 @@ def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_digits_compares_with_torch_and_scikit_learn(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
