@@ -29,6 +29,9 @@ import cygrad as cg
 from _graphs import DTYPES, HEADER, Graph, graphs
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed")
+# Values outside an op's domain (log of a negative, 0/0) are drawn on purpose: NumPy's
+# warnings about them are expected here.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 EXAMPLES = int(os.environ.get("CYGRAD_DIFFERENTIAL_EXAMPLES", "500"))
 SEED = os.environ.get("CYGRAD_DIFFERENTIAL_SEED")
