@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, seed, settings
 
 import cygrad as cg
 
-from _graphs import DTYPES, HEADER, Graph, graphs
+from _graph_ops import graphs
+from _graphs import DTYPES, HEADER, Graph
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed")
 # Values outside an op's domain (log of a negative, 0/0) are drawn on purpose: NumPy's
