@@ -103,6 +103,17 @@ def test_version_and_help_of_python_m_cygrad():
         assert command in proc.stdout
 
 
+@pytest.mark.subprocess
+def test_building_the_parser_imports_nothing_optional():
+    """Every command module is imported to build the parser: none may import an extra."""
+    code = ("import sys; from cygrad.cli import build_parser; build_parser(); "
+            "print(sorted({'torch', 'matplotlib', 'mpi4py', 'graphviz', 'autograd', "
+            "'sklearn', 'jax', 'safetensors'} & set(sys.modules)))")
+    proc = _python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+
+
 def test_no_command_is_a_parser_error(capsys):
     assert "the following arguments are required: COMMAND" in _parse_error(capsys, [])
 
