@@ -45,13 +45,16 @@ def operator(d: Drawer, name: str) -> bool:
     draw, symbol = d.draw, OPERATORS[name]
     i = d.pick()
     shape = d.graph.values[i].shape
-    kind = draw(st.sampled_from(["value", "value", "new", "number", "number"]))
+    # "zero_d": a 0-d tensor or array, often of the other dtype (it must not promote a
+    # tensor with dimensions, docs/dtypes.md rule 3)
+    kind = draw(st.sampled_from(["value", "value", "new", "zero_d", "number", "number"]))
     inputs = [i]
     if kind == "value":
         j = d.pick(lambda v: broadcastable(v.shape, shape))
         other, other_t, inputs = f"a{j}", f"t{j}", [i, j]
-    elif kind == "new":
-        other, other_t, more = d.tensor_operand(broadcast_partner(draw, shape))
+    elif kind in ("new", "zero_d"):
+        partner = () if kind == "zero_d" else broadcast_partner(draw, shape)
+        other, other_t, more = d.tensor_operand(partner)
         inputs += more
     else:
         other = other_t = d.number()
@@ -213,9 +216,15 @@ def reduction(d: Drawer, name: str) -> bool:
 
 
 def reshape(d: Drawer, name: str) -> bool:
+    """A random factorization of the size, in any order; one axis may be -1. An empty
+    value (a mask that selected nothing) takes empty shapes."""
     draw = d.draw
     i = d.pick()
     size = math.prod(d.graph.values[i].shape)
+    if size == 0:
+        shape = draw(st.sampled_from([(0,), (2, 0), (0, 3, 1)]))
+        d.add(f"a{i}.reshape({shape!r})", f"t{i}.reshape({shape!r})", [name], [i])
+        return True
     factors = [n for n in range(1, size + 1) if size % n == 0]
     shape, rest = [], size
     for _ in range(draw(st.integers(0, 3))):

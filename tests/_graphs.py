@@ -107,8 +107,8 @@ class Graph:
         return "\n".join(lines)
 
     def backward_lines(self, prefix: str, wrap: str) -> List[str]:
-        return [f"{prefix}{i}.backward({wrap}({literal(g)}), retain_graph=True)"
-                for i, g in self.seeds]
+        return [f"{prefix}{i}.backward({f'{wrap}({literal(g)})' if wrap else literal(g)}, "
+                f"retain_graph=True)" for i, g in self.seeds]
 
     def grad_precision(self, leaf: int) -> str:
         """float32 where the gradient of `leaf` passes through any float32 value."""
