@@ -280,6 +280,15 @@ def test_shape_mismatch_is_refused_not_broadcast():
         F.mse_loss(Tensor(np.zeros((4, 1))), np.zeros(4))
 
 
+def test_weights_must_broadcast_to_the_input():
+    x = Tensor(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"pos_weight: expected a shape that broadcasts to "
+                                         r"the input's \(4, 3\), got \(2, 4, 3\)"):
+        F.binary_cross_entropy_with_logits(x, np.zeros((4, 3)), pos_weight=np.ones((2, 4, 3)))
+    with pytest.raises(ValueError, match=r"weight: expected a shape that broadcasts"):
+        F.binary_cross_entropy(x, np.zeros((4, 3)), weight=np.ones(4))
+
+
 def test_binary_cross_entropy_refuses_values_outside_zero_one():
     with pytest.raises(ValueError, match=r"input: expected probabilities in \[0, 1\].*"
                                          "binary_cross_entropy_with_logits"):
@@ -296,7 +305,8 @@ def test_class_losses_check_labels_and_weights():
         F.cross_entropy(logits, [0.5, 1, 2])
     with pytest.raises(ValueError, match=r"weight: expected one weight per class"):
         F.cross_entropy(logits, [0, 1, 2], weight=np.ones(3))
-    with pytest.raises(ValueError, match="label_smoothing"):
-        F.cross_entropy(logits, [0, 1, 2], label_smoothing=1.5)
+    for bad in (1.5, "0.1"):
+        with pytest.raises(ValueError, match="^label_smoothing: expected a value in"):
+            F.cross_entropy(logits, [0, 1, 2], label_smoothing=bad)
     with pytest.raises(ValueError, match=r"input: expected shape \(batch, classes\)"):
         F.cross_entropy(Tensor(np.zeros((2, 3, 4))), [0, 1])

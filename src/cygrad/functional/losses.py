@@ -24,7 +24,8 @@ def _check_reduction(reduction: str) -> str:
 
 
 def _check_smoothing(label_smoothing: float) -> float:
-    if isinstance(label_smoothing, bool) or not 0 <= label_smoothing <= 1:
+    if isinstance(label_smoothing, bool) or not isinstance(
+            label_smoothing, (int, float, np.floating)) or not 0 <= label_smoothing <= 1:
         raise ValueError(f"label_smoothing: expected a value in [0, 1], got "
                          f"{label_smoothing!r}")
     return float(label_smoothing)
@@ -49,10 +50,12 @@ def _broadcast_weight(weight: Any, shape: Tuple[int, ...], dtype: np.dtype, name
         return None
     array = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=dtype)
     try:
-        np.broadcast_shapes(array.shape, shape)
+        fits = np.broadcast_shapes(array.shape, shape) == shape
     except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"{op}: {name}: expected a shape that broadcasts to the input's "
-                         f"{shape}, got {array.shape}") from None
+                         f"{shape}, got {array.shape}")
     return array
 
 
