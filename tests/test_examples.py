@@ -24,6 +24,8 @@ def _run(*args: str, backend: str = "cython") -> str:
 
 @pytest.mark.subprocess
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
@@ -38,6 +40,8 @@ def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
 
 @pytest.mark.subprocess
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_digits_compares_with_torch_and_scikit_learn(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("safetensors")
