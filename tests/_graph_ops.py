@@ -340,10 +340,12 @@ def _reduction(d: Drawer) -> Tuple[str, str]:
 
 def pointwise_loss(d: Drawer, name: str) -> bool:
     """mse_loss, l1_loss, binary_cross_entropy(_with_logits): an input and a target of its
-    shape and dtype. binary_cross_entropy's input must be probabilities (PyTorch refuses
-    others, and the step is left out); its targets are probabilities too."""
+    shape and dtype. binary_cross_entropy's input must be probabilities, 0 and 1 included
+    (a sigmoid's or softmax's output, a clamped value); its targets are probabilities too."""
     draw = d.draw
-    i = d.pick()
+    i = d.pick(probabilities=name == "binary_cross_entropy")
+    if i is None:
+        return False
     a = d.graph.values[i]
     j = d.pick(lambda v: v.shape == a.shape and v.dtype == a.dtype)
     if name.startswith("binary") or j is None or j == i or draw(st.booleans()):

@@ -209,11 +209,14 @@ class Drawer:
         data = literal(self.array(shape, dtype))
         return data if array_ok else f"cg.Tensor({data})", f"torch.tensor({data})", []
 
-    def pick(self, accept: Callable[[Value], bool] = lambda v: True) -> Optional[int]:
-        """An earlier float value that `accept`s, most often the latest one (long chains),
-        sometimes an earlier one (forks)."""
+    def pick(self, accept: Callable[[Value], bool] = lambda v: True,
+             probabilities: bool = False) -> Optional[int]:
+        """An earlier float value that `accept`s (and holds numbers in [0, 1] only, with
+        `probabilities`), most often the latest one (long chains), sometimes an earlier
+        one (forks)."""
         choices = [i for i, v in enumerate(self.graph.values)
-                   if v.dtype in DTYPES and accept(v)]
+                   if v.dtype in DTYPES and accept(v) and (not probabilities or (
+                       lambda x: bool(((x >= 0) & (x <= 1)).all()))(self.torch_env[f"t{i}"]))]
         if not choices:
             return None
         if self.draw(st.booleans()):
