@@ -411,6 +411,7 @@ def test_retained_gradient_accumulates_across_backward_calls(backend, rng):
 
 # -- deep graphs and freeing --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_backward_through_100000_op_chain():
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = x
@@ -421,6 +422,7 @@ def test_backward_through_100000_op_chain():
     np.testing.assert_array_equal(y.data, [100_001.0, 100_002.0])
 
 
+@pytest.mark.slow
 def test_dropping_a_100000_op_chain_without_backward():
     x = Tensor(1.0, requires_grad=True)
     y = x
