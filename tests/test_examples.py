@@ -22,8 +22,6 @@ def _run(*args: str, backend: str = "cython") -> str:
     return done.stdout
 
 
-@pytest.mark.subprocess
-@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
@@ -38,8 +36,6 @@ def test_digits_reaches_96_percent_and_reloads_the_same_model(backend):
     assert reloaded == accuracy
 
 
-@pytest.mark.subprocess
-@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_digits_compares_with_torch_and_scikit_learn(tmp_path):
