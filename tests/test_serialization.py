@@ -259,7 +259,6 @@ def test_a_real_torch_save_file_is_refused_not_unpickled(tmp_path):
 
 
 @pytest.mark.subprocess
-@pytest.mark.subprocess
 def test_import_cygrad_does_not_import_safetensors():
     code = "import sys, cygrad; print('safetensors' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
