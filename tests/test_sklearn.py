@@ -238,6 +238,14 @@ def test_version_gate():
 
 
 @pytest.mark.subprocess
+def test_private_api_gate(monkeypatch):
+    """A scikit-learn whose overridden private methods changed shape is refused by name."""
+    cygrad.sklearn._check_private_api()
+    monkeypatch.setattr(sk.MLPClassifier, "_fit_lbfgs", lambda self, X, y: None)
+    with pytest.raises(ImportError, match=r"BaseMultilayerPerceptron\._fit_lbfgs has changed"):
+        cygrad.sklearn._check_private_api()
+
+
 def test_import_cygrad_does_not_import_sklearn():
     code = "import sys, cygrad; assert 'sklearn' not in sys.modules, 'sklearn imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
