@@ -55,6 +55,7 @@ CONVENTIONS = {
     "clamp_min_above_max": (lambda x: x.clamp(2, 1), [[0.0, 1.5, 3.0]], [[0.0, 0.0, 0.0]]),
     # An infinite incoming gradient: masks give the unselected elements 0, products nan.
     "relu_masks_inf": (lambda x: x.relu() * INF, [[-1.0, 0.0, 1.0]], [[0.0, 0.0, INF]]),
+    "relu_passes_at_nan": (lambda x: x.log().relu(), [[-2.0, 2.0]], [[-0.5, 0.5]]),
     "clamp_masks_inf": (lambda x: x.clamp(0, 1) * INF, [[-1.0, 0.5, 2.0]],
                         [[0.0, INF, 0.0]]),
     "maximum_masks_inf": (lambda a, b: cg.maximum(a, b) * INF,

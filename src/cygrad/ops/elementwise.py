@@ -73,12 +73,13 @@ def tanh(a: Tensor) -> Tensor:
 
 
 def relu(a: Tensor) -> Tensor:
-    """max(a, 0); d/da = 1 where a > 0, else 0 (0 at a == 0, as in PyTorch). Where
-    a <= 0 the gradient is 0 even if the incoming one is inf or nan, as in PyTorch."""
+    """max(a, 0); d/da = 0 where a <= 0 (also at a == 0), else 1, as in PyTorch: where
+    a <= 0 the gradient is 0 even if the incoming one is inf or nan, and where a is nan
+    the incoming gradient passes."""
     y = np.maximum(a.data, 0)
 
     def backward(g: np.ndarray) -> None:
-        send(a, np.where(a.data > 0, g, 0), owned=True)  # a mask, not a product: 0 * inf
+        send(a, np.where(a.data <= 0, 0, g), owned=True)  # a mask, not a product: 0 * inf
 
     return Tensor.from_op(y, (a,), backward, "relu")
 
