@@ -288,6 +288,10 @@ def test_load_state_dict_checks_groups_and_shapes(rng):
         optim.Adam([{"params": swapped[:1]}, {"params": swapped[1:]}]).load_state_dict(saved)
     with pytest.raises(ValueError, match="'state' and 'param_groups'"):
         opt.load_state_dict({"state": {}})
+    older = opt.state_dict()
+    del older["param_groups"][0]["amsgrad"]  # saved before the option existed
+    opt.load_state_dict(older)
+    assert opt.param_groups[0]["amsgrad"] is False
     bad = opt.state_dict()
     bad["param_groups"][0]["eps"] = -1.0
     with pytest.raises(ValueError, match="eps"):

@@ -186,6 +186,8 @@ class Optimizer:
             by_index.update(zip((int(k) for k in indices), group["params"]))
             restored = {k: v for k, v in saved.items() if k != "params"}
             restored["params"] = group["params"]
+            for key, value in self.defaults.items():  # an option newer than the save
+                restored.setdefault(key, value)
             self._check_hyperparameters(restored, f"state_dict['param_groups'][{i}]: ")
             groups.append(restored)
         state: Dict[Tensor, Dict[str, Any]] = defaultdict(dict)
