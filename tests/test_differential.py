@@ -48,16 +48,18 @@ DIFFERENTIAL = settings(max_examples=EXAMPLES, deadline=None, database=None,
 # exact in both libraries; the rest differ by the rounding of exp, log, tanh, ... and by the
 # order in which sums add, a few units in the last place of the largest term, carried
 # through up to a dozen ops. So: a relative part, and an absolute part scaled by the
-# largest finite magnitude in the compared array (a sum's error follows its largest term,
-# not its result, which may cancel to 0).
+# largest finite magnitude in the compared array, and for a leaf's gradient by the largest
+# gradient on its way (a sum's error follows its largest term, not its result, which may
+# cancel to 0). The dtype is the least precise one the value was computed from.
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1e-13)}
 
 
 def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarray],
-                dtype: str, precision: str) -> List[str]:
+                dtype: str, precision: str, scale: float = 1.0) -> List[str]:
     """What differs between two arrays of `dtype`: None-ness, shape, NaN positions
     (exactly: NaN where PyTorch has NaN), infinities (by sign), finite values (within
-    TOL[precision], the least precise dtype they were computed from)."""
+    TOL[precision], the least precise dtype they were computed from, with the absolute
+    part scaled by the largest of `scale` and the magnitudes in `theirs`)."""
     if ours is None or theirs is None:
         if ours is None and theirs is None:
             return []
@@ -77,7 +79,7 @@ def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarr
                           np.where(np.isinf(theirs64), theirs64, 0)):
         return [f"{name}: infinities differ: {ours.tolist()}, PyTorch {theirs.tolist()}"]
     finite = np.isfinite(theirs64)
-    scale = max(1.0, float(np.abs(theirs64[finite]).max(initial=0)))
+    scale = max(scale, _magnitude(theirs64))
     tol = TOL[precision]
     error = np.abs(ours64 - theirs64)[finite]
     bound = tol["atol"] * scale + tol["rtol"] * np.abs(theirs64[finite])
@@ -85,6 +87,12 @@ def differences(name: str, ours: Optional[np.ndarray], theirs: Optional[np.ndarr
         return []
     return [f"{name}: {ours.tolist()}, PyTorch {theirs.tolist()} (largest difference "
             f"{error.max():.3g}, allowed {bound[error.argmax()]:.3g})"]
+
+
+def _magnitude(array: np.ndarray) -> float:
+    """The largest finite |element| (0 for none)."""
+    finite = np.abs(array[np.isfinite(array)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 def run(lines: List[str], namespace: Dict[str, object]) -> Optional[str]:
@@ -97,12 +105,27 @@ def run(lines: List[str], namespace: Dict[str, object]) -> Optional[str]:
     return None
 
 
+def _grad_scale(graph: Graph, theirs: Dict[str, object], leaf: int) -> float:
+    """The largest gradient (PyTorch's) of any value computed from `leaf`: a leaf's
+    gradient is a sum of products along paths, and its rounding error follows the largest
+    of them, not the result (which may cancel: log(log_softmax(x)) near probability 1)."""
+    scale = 1.0
+    for i, value in enumerate(graph.values):
+        grad = getattr(theirs[f"t{i}"], "grad", None)
+        if leaf in value.leaves and grad is not None:
+            scale = max(scale, _magnitude(grad.numpy()))
+    return scale
+
+
 def compare(graph: Graph, backend: str) -> List[str]:
     """Every difference between cygrad (on `backend`) and PyTorch on `graph`."""
     ours: Dict[str, object] = {}
     exec(HEADER, ours)  # noqa: S102
     steps = graph.steps
     theirs = graph.torch_env  # the forward ran while the graph was drawn
+    for i, value in enumerate(graph.values):
+        if value.requires_grad and not value.is_leaf:
+            theirs[f"t{i}"].retain_grad()  # for the scale of the leaves' gradients
     exec("\n".join(graph.backward_lines("t", "torch.tensor")), theirs)  # noqa: S102
     error = run([f"a{i} = {s.ours}" for i, s in enumerate(steps)]
                 + graph.backward_lines("a", ""), ours)
@@ -126,7 +149,7 @@ def compare(graph: Graph, backend: str) -> List[str]:
         if value.is_leaf and value.requires_grad:
             found += differences(f"a{i}.grad", a.grad,
                                  None if t.grad is None else t.grad.numpy(), value.dtype,
-                                 graph.grad_precision(i))
+                                 graph.grad_precision(i), _grad_scale(graph, theirs, i))
     if graph.optimizer and not found:
         ours_line, theirs_line = graph.optimizer
         exec(theirs_line.replace("{p}", graph.params("t")), theirs)  # noqa: S102
