@@ -18,6 +18,7 @@ from . import data
 from .serialization import load, save
 from .tensor import Tensor, is_grad_enabled, no_grad
 from .viz import summary
+from .compile import CompiledStep, CompileWarning, compile  # noqa: A004
 
 __all__ = ["__version__", "Tensor", "no_grad", "is_grad_enabled", "maximum", "functional",
            "nn", "optim", "kernels", "gradcheck", "GradcheckError", "get_backend",
@@ -26,4 +27,4 @@ __all__ = ["__version__", "Tensor", "no_grad", "is_grad_enabled", "maximum", "fu
            "log", "softmax", "log_softmax", "argmax", "argmin", "flatten", "matmul", "zeros",
            "ones", "full", "eye", "arange", "rand", "randn", "zeros_like", "ones_like",
            "full_like", "rand_like", "randn_like", "manual_seed", "data", "save", "load",
-           "share_threads"]
+           "share_threads", "compile", "CompiledStep", "CompileWarning"]

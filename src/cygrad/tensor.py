@@ -17,6 +17,9 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _state = threading.local()  # per thread, so no_grad in one thread leaves others recording
 
 Backward = Callable[[np.ndarray], None]
+# cygrad.compile's recorder: called with (result, parents, backward, op) for every op while
+# a step is being recorded; None otherwise, so an op pays one global lookup for it.
+_recorder: Optional[Callable[..., None]] = None
 
 
 def is_grad_enabled() -> bool:
@@ -108,6 +111,8 @@ class Tensor:
             out.requires_grad = False
             out._parents = ()
             out._backward = None
+        if _recorder is not None:
+            _recorder(out, parents, backward, op)
         return out
 
     # -- array-like attributes ------------------------------------------------------------
