@@ -155,6 +155,13 @@ def test_softmax_is_stable_for_large_inputs(dtype, backend):
     assert np.all(np.isfinite(x.grad))
 
 
+def test_log_softmax_keeps_entries_near_zero_in_float32(backend):
+    x = Tensor(np.array([[-0.8341551], [-15.0]], np.float32))
+    want = np.log(np.exp(np.float64(-0.8341551)) /
+                  (np.exp(np.float64(-0.8341551)) + np.exp(np.float64(-15.0))))
+    np.testing.assert_allclose(x.log_softmax(0).data[0, 0], want, rtol=1e-5)
+
+
 def test_softmax_requires_one_int_dim():
     x = Tensor(np.ones((2, 3)))
     with pytest.raises(TypeError, match="^softmax: dim: expected an int"):

@@ -142,10 +142,13 @@ def softmax(a: Tensor, dim: int) -> Tensor:
 
 def log_softmax(a: Tensor, dim: int) -> Tensor:
     """a - log(sum(e^a)) along `dim`, computed with the maximum subtracted first (no
-    overflow, and no log(0) for very negative entries). d/da: g - softmax * sum(g)."""
+    overflow, and no log(0) for very negative entries). d/da: g - softmax * sum(g).
+    The sum and its log are computed in float64: in float32, the log of a sum 1 + tiny
+    keeps `tiny` only to 1e-7, and for the likeliest entry `tiny` is its whole value."""
     axis = _along("log_softmax", a, dim)
     shifted = a.data - a.data.max(axis=axis, keepdims=True)
-    y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    log_total = np.log(np.exp(shifted).sum(axis=axis, keepdims=True, dtype=np.float64))
+    y = (shifted - log_total).astype(a.data.dtype, copy=False)
 
     def backward(g: np.ndarray) -> None:
         send(a, g - np.exp(y) * g.sum(axis=axis, keepdims=True), owned=True)
