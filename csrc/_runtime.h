@@ -21,6 +21,16 @@
 
 #define CG_SMALL_WORK ((int64_t)1 << 18)
 
+/* The plain loops are compiled for the x86-64 baseline, AVX2+FMA and AVX-512, and the
+   loader picks what the CPU runs (as in _sigmoid.h): the BLAS they stand in for does. */
+#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__)
+#define CG_LOOP_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CG_LOOP_CLONES
+#endif
+
 /* The routines sgemm, dgemm, sgemv, dgemv, saxpy, daxpy (Fortran interface), with 64-bit
    integers (ilp64) or 32-bit ones. */
 static struct {
@@ -78,41 +88,55 @@ static int64_t cg_blas_max(void) { return cg_blas.max; }
                 &t, &m_, &n_, &alpha, a, &lda_, x, &one_, &beta, y, &one_);                 \
         }                                                                                   \
     }                                                                                       \
-    static void name(char t, int64_t m, int64_t n, T alpha, const T *a, int64_t lda,       \
-                     const T *x, T beta, T *y) {                                            \
-        int64_t i, j, l, ny = t == 'N' ? m : n;                                             \
-        if (beta == 0)                                                                      \
-            for (i = 0; i < ny; i++) y[i] = 0;                                              \
-        if (m * n >= CG_SMALL_WORK) {                                                       \
-            name##_blas(t, m, n, alpha, a, lda, x, 1, y);                                   \
-            return;                                                                         \
-        }                                                                                   \
-        if (t == 'N') { /* y += alpha * x_j * column j: contiguous, vectorized */          \
-            for (j = 0; j < n; j++) {                                                       \
+    CG_LOOP_CLONES static void name##_loop(char t, int64_t m, int64_t n, T alpha,          \
+                                           const T *a, int64_t lda, const T *x, T *y) {     \
+        int64_t i, j, l;                                                                    \
+        if (t == 'N') { /* y += alpha * x_j * column j, four columns a pass over y */      \
+            for (j = 0; j + 4 <= n; j += 4) {                                               \
+                T s0 = alpha * x[j], s1 = alpha * x[j + 1];                                 \
+                T s2 = alpha * x[j + 2], s3 = alpha * x[j + 3];                             \
+                const T *c0 = a + j * lda, *c1 = c0 + lda, *c2 = c1 + lda, *c3 = c2 + lda;  \
+                for (i = 0; i < m; i++)                                                     \
+                    y[i] += (s0 * c0[i] + s1 * c1[i]) + (s2 * c2[i] + s3 * c3[i]);          \
+            }                                                                               \
+            for (; j < n; j++) {                                                            \
                 T s = alpha * x[j];                                                         \
                 const T *col = a + j * lda;                                                 \
                 for (i = 0; i < m; i++) y[i] += s * col[i];                                 \
             }                                                                               \
             return;                                                                         \
         }                                                                                   \
-        for (j = 0; j < n; j++) { /* y_j += alpha * column j . x, in eight lanes */        \
+        for (j = 0; j < n; j++) { /* y_j += alpha * column j . x, in sixteen lanes */      \
             const T *col = a + j * lda;                                                     \
-            T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s;                                         \
-            for (i = 0; i + 8 <= m; i += 8)                                                 \
-                for (l = 0; l < 8; l++) acc[l] += col[i + l] * x[i + l];                    \
-            s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                                   \
-                ((acc[4] + acc[5]) + (acc[6] + acc[7]));                                    \
+            T acc[16] = {0}, s = 0;                                                         \
+            for (i = 0; i + 16 <= m; i += 16)                                               \
+                for (l = 0; l < 16; l++) acc[l] += col[i + l] * x[i + l];                   \
+            for (l = 0; l < 16; l++) s += acc[l];                                           \
             for (; i < m; i++) s += col[i] * x[i];                                          \
             y[j] += alpha * s;                                                              \
         }                                                                                   \
+    }                                                                                       \
+    static void name(char t, int64_t m, int64_t n, T alpha, const T *a, int64_t lda,       \
+                     const T *x, T beta, T *y) {                                            \
+        int64_t i, ny = t == 'N' ? m : n;                                                   \
+        if (beta == 0)                                                                      \
+            for (i = 0; i < ny; i++) y[i] = 0;                                              \
+        if (m * n >= CG_SMALL_WORK)                                                         \
+            name##_blas(t, m, n, alpha, a, lda, x, 1, y);                                   \
+        else                                                                                \
+            name##_loop(t, m, n, alpha, a, lda, x, y);                                      \
     }
 
 /* y += alpha * x, in pieces the BLAS takes. */
 #define CG_AXPY(name, T, field)                                                            \
+    CG_LOOP_CLONES static void name##_loop(int64_t n, T alpha, const T *x, T *y) {         \
+        int64_t i;                                                                          \
+        for (i = 0; i < n; i++) y[i] += alpha * x[i];                                       \
+    }                                                                                       \
     static void name(int64_t n, T alpha, const T *x, T *y) {                                \
-        int64_t i, start = 0;                                                               \
+        int64_t start = 0;                                                                  \
         if (n < CG_SMALL_WORK) {                                                            \
-            for (i = 0; i < n; i++) y[i] += alpha * x[i];                                   \
+            name##_loop(n, alpha, x, y);                                                    \
             return;                                                                         \
         }                                                                                   \
         while (start < n) {                                                                 \
@@ -141,4 +165,5 @@ CG_AXPY(cg_axpy_d, double, daxpy)
 #undef CG_GEMM
 #undef CG_GEMV
 #undef CG_AXPY
+#undef CG_LOOP_CLONES
 #endif
