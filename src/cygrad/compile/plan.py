@@ -155,11 +155,40 @@ class Plan:
 
 # -- lowerings: forward (returns one call) and backward (returns a list of calls) --------
 
+def _compiled(plan: Plan, inputs: Sequence[Optional[np.ndarray]],
+              outputs: Sequence[Optional[np.ndarray]], name: str) -> Optional[object]:
+    """The cython backend's compiled module (`name`: '_linear' or '_elementwise') when
+    every array is 2-D, C-contiguous, aligned, of one dtype and no output overlaps
+    another array: the checks the backend makes on every call, made once here (the
+    arrays are fixed for the plan's life), so a replay calls the loop directly, exactly
+    as the backend's fast path does. None otherwise: the replay calls the backend."""
+    module = getattr(plan.k, name, None) if getattr(plan.k, "name", "") == "cython" else None
+    arrays = [a for a in list(inputs) + list(outputs) if a is not None]
+    if module is None or not arrays:
+        return None
+    dtype = arrays[0].dtype
+    for a in arrays:
+        if a.__class__ is not np.ndarray or a.dtype != dtype or a.ndim != 2 \
+                or not (a.flags.c_contiguous and a.flags.aligned):
+            return None
+    for out in (o for o in outputs if o is not None):
+        if not out.flags.writeable:
+            return None
+        others = [a for a in arrays if a is not out]
+        if any(np.may_share_memory(out, a) for a in others):
+            return None
+    return module
+
+
 def _linear_forward(plan: Plan, node: Node) -> Call:
     k, value = plan.k, plan.value
     x, w = (value[id(p)] for p in node.parents[:2])
     b = value[id(node.parents[2])] if len(node.parents) == 3 else None
     y = value[id(node.out)]
+    direct = _compiled(plan, (x, w), (y,), "_linear")
+    if direct is not None and (b is None or (b.dtype == y.dtype and b.ndim == 1 and
+                                             b.flags.c_contiguous and b.flags.aligned)):
+        return lambda: direct.linear_forward(x, w, b, y)
     return lambda: k.linear_forward(x, w, b, out=y)
 
 
@@ -175,6 +204,14 @@ def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     calls: List[Call] = []
     if accumulate:  # one flag for all three: zero the ones this pass writes first
         calls += [lambda buffer=buffer: buffer.fill(0) for buffer in fresh]
+    direct = _compiled(plan, (g, x, w), (grad_x, grad_w), "_linear")
+    if direct is not None and (grad_b is None or not any(
+            np.may_share_memory(grad_b, a) for a in (g, x, w, grad_x, grad_w)
+            if a is not None)):
+        calls.append(lambda: direct.linear_backward(g, x, w, grad_x, grad_w, accumulate))
+        if grad_b is not None:
+            calls.append(lambda: direct.bias_backward(g, grad_b, accumulate))
+        return calls
     calls.append(lambda: k.linear_backward(
         g, x, w, grad_x=grad_x, grad_w=grad_w, grad_b=grad_b, accumulate=accumulate,
         need_grad_x=grad_x is not None, need_grad_w=grad_w is not None,
@@ -184,6 +221,9 @@ def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
 
 def _sigmoid_forward(plan: Plan, node: Node) -> Call:
     k, x, y = plan.k, plan.value[id(node.parents[0])], plan.value[id(node.out)]
+    direct = _compiled(plan, (x,), (y,), "_elementwise")
+    if direct is not None:
+        return lambda: direct.sigmoid_forward(x, y)
     return lambda: k.sigmoid_forward(x, out=y)
 
 
@@ -193,6 +233,9 @@ def _sigmoid_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
         return []
     k, y = plan.k, plan.value[id(node.out)]
     out, accumulate = plan.slot(a)
+    direct = _compiled(plan, (g, y), (out,), "_elementwise")
+    if direct is not None:
+        return [lambda: direct.sigmoid_backward(g, y, out, accumulate)]
     return [lambda: k.sigmoid_backward(g, y, out=out, accumulate=accumulate)]
 
 
