@@ -45,6 +45,11 @@ def linear(input: TensorLike, weight: Tensor, bias: Optional[Tensor] = None) -> 
     """y = input @ weight.T + bias, with input (..., in_features), weight (out_features,
     in_features) and bias (out_features,) or None: one forward and one backward kernel
     call."""
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"linear: {name}: expected a Tensor (as torch.nn.functional."
+                            f"linear does), got {type(value).__name__}: pass "
+                            f"cg.Tensor({name})")
     x = as_tensor(input, weight)
     k = backends.active()
     y = k.linear_forward(x.data, weight.data, None if bias is None else bias.data)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from ..ops import as_tensor, send
+from ..ops.elementwise import sign
 from ..tensor import Tensor, TensorLike
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -114,11 +115,11 @@ def mse_loss(input: TensorLike, target: TensorLike, *, reduction: str = "mean") 
 
 def l1_loss(input: TensorLike, target: TensorLike, *, reduction: str = "mean") -> Tensor:
     """|input - target| per element, reduced. d/dinput = sign(input - target), which is 0
-    where input == target (PyTorch's convention)."""
+    where input == target and where either is nan (PyTorch's conventions)."""
     input, target, x, t = _pair(input, target, "l1_loss")
     diff = x - t
     return _elementwise_loss("l1_loss", np.abs(diff), reduction,
-                             [(input, lambda: np.sign(diff)), (target, lambda: -np.sign(diff))])
+                             [(input, lambda: sign(diff)), (target, lambda: -sign(diff))])
 
 
 # -- binary classification losses ---------------------------------------------------------

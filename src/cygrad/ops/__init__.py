@@ -45,6 +45,8 @@ _METHODS = {
     "__rmul__": _reflected(mul), "__rtruediv__": _reflected(div),
     "__rpow__": _reflected(pow), "__rmatmul__": _reflected(matmul), "__neg__": neg,
     "__abs__": abs, "__getitem__": getitem,
+    "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "matmul": matmul,
+    "neg": neg, "maximum": maximum, "minimum": minimum,
     "sum": sum, "mean": mean, "max": max, "min": min, "argmax": argmax, "argmin": argmin,
     "softmax": softmax, "log_softmax": log_softmax,
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sigmoid": sigmoid, "tanh": tanh,

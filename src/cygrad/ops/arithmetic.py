@@ -102,35 +102,39 @@ def neg(a: Tensor) -> Tensor:
     return Tensor.from_op(-a.data, (a,), backward, "neg")
 
 
-def _select(a: Tensor, b: Tensor, a_wins: np.ndarray, out: np.ndarray, name: str) -> Tensor:
-    """The element-wise max/min of a and b, where `a_wins` marks the elements taken from
-    a. The gradient goes to the input the value came from; a tie splits it evenly, and
-    the other input gets 0 even if the gradient is inf or nan (PyTorch's conventions)."""
+def _select(a: Tensor, b: Tensor, out: np.ndarray, name: str) -> Tensor:
+    """The element-wise max/min of a and b. The gradient goes to the input the value
+    came from; a tie splits it evenly, and the other input gets 0 even if the gradient is
+    inf or nan. Where either input is nan (no order), both get the whole gradient.
+    These are PyTorch's conventions: for maximum, d/da = g/2 where a == b, 0 where a < b,
+    else g (and d/db the same with a and b swapped)."""
     k = backends.active()
+    below = np.less if name == "maximum" else np.greater  # below(x, y): x is not taken
 
     def backward(g: np.ndarray) -> None:
-        tie = a.data == b.data
-        half = g * 0.5
+        shared = np.where(a.data == b.data, g * 0.5, g)
         if a.requires_grad:
-            send(a, np.where(a_wins, g, np.where(tie, half, 0)), owned=True, k=k)
+            send(a, np.where(below(a.data, b.data), 0, shared), owned=True, k=k)
         if b.requires_grad:
-            send(b, np.where(a_wins | tie, np.where(tie, half, 0), g), owned=True, k=k)
+            send(b, np.where(below(b.data, a.data), 0, shared), owned=True, k=k)
 
     return Tensor.from_op(out, (a, b), backward, name)
 
 
 def maximum(a: TensorLike, b: TensorLike) -> Tensor:
-    """Element-wise max(a, b). The gradient goes to the larger input; a tie splits it
-    evenly (g/2 each), as in PyTorch."""
+    """Element-wise max(a, b) (nan where either is nan). The gradient goes to the larger
+    input; a tie splits it evenly (g/2 each); where either is nan, both inputs get g, as
+    in PyTorch."""
     a, b = binary(a, b)
-    return _select(a, b, a.data > b.data, np.maximum(a.data, b.data), "maximum")
+    return _select(a, b, np.maximum(a.data, b.data), "maximum")
 
 
 def minimum(a: TensorLike, b: TensorLike) -> Tensor:
-    """Element-wise min(a, b). The gradient goes to the smaller input; a tie splits it
-    evenly (g/2 each), as in PyTorch."""
+    """Element-wise min(a, b) (nan where either is nan). The gradient goes to the smaller
+    input; a tie splits it evenly (g/2 each); where either is nan, both inputs get g, as
+    in PyTorch."""
     a, b = binary(a, b)
-    return _select(a, b, a.data < b.data, np.minimum(a.data, b.data), "minimum")
+    return _select(a, b, np.minimum(a.data, b.data), "minimum")
 
 
 def matmul(a: TensorLike, b: TensorLike) -> Tensor:

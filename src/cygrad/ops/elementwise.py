@@ -41,10 +41,17 @@ def sqrt(a: Tensor) -> Tensor:
     return Tensor.from_op(y, (a,), backward, "sqrt")
 
 
+def sign(x: np.ndarray) -> np.ndarray:
+    """np.sign with PyTorch's sign(nan) = 0: the derivative of |x| (and of losses built on
+    it) at a nan input."""
+    return np.where(np.isnan(x), np.zeros((), x.dtype), np.sign(x))
+
+
 def abs(a: Tensor) -> Tensor:  # noqa: A001 (torch.abs)
-    """|a|; d/da = sign(a), which is 0 at a == 0 (as in PyTorch)."""
+    """|a|; d/da = sign(a), which is 0 at a == 0 and at a == nan (PyTorch's sign(nan)).
+    A product, not a mask: an inf gradient at a == 0 gives nan, as in PyTorch."""
     def backward(g: np.ndarray) -> None:
-        send(a, g * np.sign(a.data), owned=True)
+        send(a, g * sign(a.data), owned=True)
 
     return Tensor.from_op(np.abs(a.data), (a,), backward, "abs")
 

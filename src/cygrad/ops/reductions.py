@@ -35,11 +35,18 @@ def sum(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
 
 def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
          axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
-    """Mean over `dim` (every axis when None); d/da = 1/N for each of the N elements."""
+    """Mean over `dim` (every axis when None); d/da = 1/N for each of the N elements.
+    Over no elements (N == 0) the mean is nan, as in PyTorch."""
     if axis is not None or keepdims is not None:
         dim, keepdim = numpy_names("mean", dim, keepdim, axis, keepdims)
     axes = normalize_dims("mean", dim, a.data.ndim)
     count = math.prod(a.data.shape[ax] for ax in axes)
+    if count == 0:  # the mean of nothing is nan, as in PyTorch (NumPy would also warn)
+        shape = tuple(1 if ax in axes else n for ax, n in enumerate(a.data.shape)) \
+            if keepdim else tuple(n for ax, n in enumerate(a.data.shape) if ax not in axes)
+        return Tensor.from_op(np.full(shape, np.nan, a.data.dtype), (a,),
+                              lambda g: send(a, np.zeros(a.data.shape, a.data.dtype),
+                                             owned=True), "mean")
 
     def backward(g: np.ndarray) -> None:
         share = _expand(g, axes, keepdim) / np.asarray(count, dtype=g.dtype)
@@ -58,10 +65,14 @@ def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
 
     def backward(g: np.ndarray) -> None:
         winners = a.data == out
-        share = _expand(g, axes, keepdim) / winners.sum(axis=axes, keepdims=True)
+        if dim is None and np.isnan(out).any():  # the result is nan: the nans share g
+            winners = np.isnan(a.data)
         # PyTorch: the full reduction masks (the others get 0 even when g is inf or nan),
-        # the reduction along dims multiplies (inf * 0 is nan there, as in torch.amax).
-        grad = np.where(winners, share, 0) if dim is None else share * winners
+        # the reduction along dims multiplies (inf * 0 is nan there, as in torch.amax; and
+        # a nan result has no winner: g / 0 * 0 is nan for its whole slice).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = _expand(g, axes, keepdim) / winners.sum(axis=axes, keepdims=True)
+            grad = np.where(winners, share, 0) if dim is None else share * winners
         send(a, grad.astype(a.data.dtype, copy=False), owned=True)
 
     result = out if keepdim else np.asarray(out.squeeze(axis=axes))
@@ -70,8 +81,10 @@ def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
 
 def max(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
         axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
-    """Largest element(s) over `dim` (every axis when None). The gradient goes to the
-    maximum; ties split it evenly, as torch.max() and torch.amax do.
+    """Largest element(s) over `dim` (every axis when None); nan if any is nan. The
+    gradient goes to the maximum; ties split it evenly, as torch.max() and torch.amax do.
+    At a nan result, as in PyTorch: without a dim the nan elements share the gradient;
+    with a dim (torch.amax) every element of that slice gets nan.
 
     With a dim this returns the values only (torch.amax), not PyTorch's (values, indices)
     pair: use `argmax(dim)` for the indices. torch.max(dim)'s gradient goes to the one
@@ -83,7 +96,8 @@ def max(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
 
 def min(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
         axis: Dim = None, keepdims: Optional[bool] = None) -> Tensor:
-    """Smallest element(s) over `dim`: as `max` (values only, ties split evenly)."""
+    """Smallest element(s) over `dim`: as `max` (values only, ties split evenly, the
+    same conventions at nan)."""
     if axis is not None or keepdims is not None:
         dim, keepdim = numpy_names("min", dim, keepdim, axis, keepdims)
     return _extreme(a, dim, keepdim, np.min, "min")
@@ -126,10 +140,19 @@ def _along(name: str, a: Tensor, dim: object):
     return () if axis is None else axis  # () reduces nothing: a 0-d tensor
 
 
+def _empty(a: Tensor, name: str) -> Tensor:
+    """softmax/log_softmax of a tensor with no elements: an empty result, as in PyTorch
+    (the maximum they subtract does not exist)."""
+    return Tensor.from_op(a.data.copy(), (a,), lambda g: send(a, g.copy(), owned=True),
+                          name)
+
+
 def softmax(a: Tensor, dim: int) -> Tensor:
     """e^a / sum(e^a) along `dim`, computed as e^(a - max) so that no exp overflows.
     d/da: y * (g - sum(g * y)), with y the output."""
     axis = _along("softmax", a, dim)
+    if a.data.size == 0:
+        return _empty(a, "softmax")
     shifted = a.data - a.data.max(axis=axis, keepdims=True)
     y = np.exp(shifted)
     y /= y.sum(axis=axis, keepdims=True)
@@ -146,6 +169,8 @@ def log_softmax(a: Tensor, dim: int) -> Tensor:
     The sum and its log are computed in float64: in float32, the log of a sum 1 + tiny
     keeps `tiny` only to 1e-7, and for the likeliest entry `tiny` is its whole value."""
     axis = _along("log_softmax", a, dim)
+    if a.data.size == 0:
+        return _empty(a, "log_softmax")
     shifted = a.data - a.data.max(axis=axis, keepdims=True)
     log_total = np.log(np.exp(shifted).sum(axis=axis, keepdims=True, dtype=np.float64))
     y = (shifted - log_total).astype(a.data.dtype, copy=False)

@@ -77,21 +77,67 @@ def _index_part(part: object) -> object:
     return part
 
 
+def _is_int(part: object) -> bool:
+    return isinstance(part, (int, np.integer)) and not isinstance(part, bool)
+
+
+def _is_advanced(part: object) -> bool:
+    return isinstance(part, (list, np.ndarray)) and not _is_int(part)
+
+
+def _split_ints(index: tuple) -> tuple:
+    """(ints_first, rest): PyTorch's reading of an index that holds both ints and arrays.
+
+    PyTorch selects with each int first (as basic indexing) and only then applies the
+    arrays; NumPy counts an int as one more array, broadcast with the others, so that
+    with a slice between them the indexed axes move to the front ((2, 3, 4)[0, :, [1]]
+    is (1, 3) in NumPy, (3, 1) in PyTorch). `a[ints_first][rest]` is PyTorch's result:
+    `ints_first` keeps ints, slices, None and Ellipsis and takes all of each axis an
+    array indexes; `rest` keeps the arrays and takes all of every other remaining axis."""
+    first, rest = [], []
+    for part in index:
+        if _is_int(part):
+            first.append(part)
+        elif _is_advanced(part):
+            array = np.asarray(part)
+            axes = array.ndim if array.dtype == bool else 1  # a mask spans its ndim axes
+            first.extend([slice(None)] * axes)
+            rest.append(part)
+        elif part is Ellipsis:
+            first.append(part)
+            rest.append(part)
+        else:  # a slice or None: done in the first step, its axis stays for the second
+            first.append(part)
+            rest.append(slice(None))
+    return tuple(first), tuple(rest)
+
+
 def getitem(a: Tensor, index: object) -> Tensor:
-    """a[index], as NumPy indexes: ints, slices, None, Ellipsis, integer arrays and
-    boolean masks (such as `a > 0`). The gradient is added back at the indexed places;
-    a position indexed several times receives the sum of its gradients."""
+    """a[index]: ints, slices, None, Ellipsis, integer arrays and boolean masks (such as
+    `a > 0`), with PyTorch's result shape. That is NumPy's, except for an index holding
+    both an int and an array: PyTorch applies the ints first, then the arrays
+    ((2, 3, 4)[0, :, [1]] has shape (3, 1); NumPy gives (1, 3)), and so does cygrad.
+    The gradient is added back at the indexed places; a position indexed several times
+    receives the sum of its gradients."""
     if isinstance(index, tuple):
         index = tuple(_index_part(part) for part in index)
     else:
         index = _index_part(index)
+    steps = (index,)
+    if isinstance(index, tuple) and any(map(_is_int, index)) \
+            and any(map(_is_advanced, index)):
+        steps = _split_ints(index)
+    out = a.data
+    for step in steps:
+        out = out[step]
 
     def backward(g: np.ndarray) -> None:
         full = np.zeros(a.data.shape, a.data.dtype)
-        np.add.at(full, index, g)  # repeated indices add up
+        target = full if len(steps) == 1 else full[steps[0]]  # a view into `full`
+        np.add.at(target, steps[-1], g)  # repeated indices add up
         send(a, full, owned=True)
 
-    return Tensor.from_op(np.asarray(a.data[index]), (a,), backward, "getitem")
+    return Tensor.from_op(np.asarray(out), (a,), backward, "getitem")
 
 
 def _tensors(op: str, tensors: Sequence[TensorLike]) -> list:
