@@ -69,6 +69,24 @@ CONVENTIONS = {
                                [[NAN, INF, NAN]]),
     "abs_multiplies_inf": (lambda x: abs(x) * INF, [[-1.0, 0.0, 1.0]], [[-INF, NAN, INF]]),
     "pow_zero_exponent_masks_inf": (lambda x: x ** 0 * INF, [[0.0, 1.0]], [[0.0, 0.0]]),
+    # At a nan input: sign(nan) is 0; nan has no order, so max/min let it through.
+    "relu_at_nan": (lambda x: x.relu(), [[NAN, 1.0, -1.0]], [[1.0, 1.0, 0.0]]),
+    "abs_at_nan": (lambda x: abs(x), [[NAN, -1.0]], [[0.0, -1.0]]),
+    "clamp_at_nan": (lambda x: x.clamp(0, 1), [[NAN, 0.5]], [[0.0, 1.0]]),
+    "l1_loss_at_nan": (lambda x, t: cg.functional.l1_loss(x, t), [[NAN, 1.0], [0.0, 0.0]],
+                       [[0.0, 0.5], [0.0, -0.5]]),
+    "maximum_at_nan": (lambda a, b: cg.maximum(a, b), [[NAN, 1.0, NAN, 2.0],
+                                                       [1.0, NAN, NAN, 1.0]],
+                       [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]]),
+    "minimum_at_nan": (lambda a, b: cg.minimum(a, b), [[NAN, 1.0, NAN, 2.0],
+                                                       [1.0, NAN, NAN, 1.0]],
+                       [[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]]),
+    "max_at_nan": (lambda x: x.max(), [[NAN, 1.0, NAN]], [[0.5, 0.0, 0.5]]),
+    "min_at_nan": (lambda x: x.min(), [[NAN, 1.0, NAN]], [[0.5, 0.0, 0.5]]),
+    "max_dim_at_nan": (lambda x: x.max(1), [[[NAN, 1.0, NAN], [1.0, 2.0, 3.0]]],
+                       [[[NAN, NAN, NAN], [0.0, 0.0, 1.0]]]),
+    "min_dim_at_nan": (lambda x: x.min(1), [[[NAN, 1.0, 2.0], [1.0, 2.0, 3.0]]],
+                       [[[NAN, NAN, NAN], [1.0, 0.0, 0.0]]]),
 }
 
 # The same functions in PyTorch's spelling, where it differs.
@@ -80,6 +98,11 @@ TORCH_SPELLING = {
     "maximum_masks_inf": lambda a, b: a.maximum(b) * INF,
     "minimum_masks_inf": lambda a, b: a.minimum(b) * INF,
     "max_dim_multiplies_inf": lambda x: x.amax(0) * INF,
+    "l1_loss_at_nan": lambda x, t: __import__("torch").nn.functional.l1_loss(x, t),
+    "maximum_at_nan": lambda a, b: a.maximum(b),
+    "minimum_at_nan": lambda a, b: a.minimum(b),
+    "max_dim_at_nan": lambda x: x.amax(1),
+    "min_dim_at_nan": lambda x: x.amin(1),
 }
 
 
@@ -247,3 +270,55 @@ def test_tensors_of_equal_rank_promote_to_float64():
     # a float64 array operand counts as a tensor
     assert (Tensor(np.ones(3, np.float32)) * np.ones(3)).dtype == np.float64
     assert (Tensor(np.ones(3, np.float32)) * np.array(2.0)).dtype == np.float32
+
+
+# -- empty tensors: what PyTorch returns, not an error -------------------------------------
+
+EMPTY = {  # name: (cygrad's function, PyTorch's spelling, input shape)
+    "softmax": (lambda x: x.softmax(-1), lambda x: x.softmax(-1), (0,)),
+    "log_softmax": (lambda x: x.log_softmax(-1), lambda x: x.log_softmax(-1), (0,)),
+    "softmax_empty_other_dim": (lambda x: x.softmax(0), lambda x: x.softmax(0), (0, 3)),
+    "log_softmax_dim_1": (lambda x: x.log_softmax(1), lambda x: x.log_softmax(1), (0, 3)),
+    "sum": (lambda x: x.sum(), lambda x: x.sum(), (0,)),
+    "sum_dim": (lambda x: x.sum(0), lambda x: x.sum(0), (0, 3)),
+    "mean": (lambda x: x.mean(), lambda x: x.mean(), (0,)),
+    "mean_dim": (lambda x: x.mean(0), lambda x: x.mean(0), (0, 3)),
+    "mean_dim_keepdim": (lambda x: x.mean(0, keepdim=True),
+                         lambda x: x.mean(0, keepdim=True), (0, 3)),
+    "mean_other_dim": (lambda x: x.mean(1), lambda x: x.mean(1), (0, 3)),
+    "max_other_dim": (lambda x: x.max(1), lambda x: x.amax(1), (0, 3)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", EMPTY)
+def test_ops_of_empty_tensors_match_torch(name, dtype, backend):
+    torch = pytest.importorskip("torch")
+    ours_fn, torch_fn, shape = EMPTY[name]
+    x = Tensor(np.zeros(shape, dtype), requires_grad=True)
+    tx = torch.zeros(shape, dtype=getattr(torch, np.dtype(dtype).name), requires_grad=True)
+    ours, theirs = ours_fn(x), torch_fn(tx)
+    assert ours.shape == tuple(theirs.shape) and ours.dtype == dtype
+    np.testing.assert_array_equal(ours.data, theirs.detach().numpy())  # nan where torch's
+    ours.sum().backward()
+    theirs.sum().backward()
+    assert x.grad.shape == shape and x.grad.dtype == dtype
+    np.testing.assert_array_equal(x.grad, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_of_an_empty_tensor_is_an_error_as_in_torch(op):
+    with pytest.raises(ValueError, match=rf"^{op}: the tensor of shape \(0,\) is empty"):
+        getattr(Tensor(np.zeros(0)), op)()
+
+
+# -- F.linear takes Tensors ------------------------------------------------------------------
+
+@pytest.mark.parametrize("argument", ["weight", "bias"])
+def test_linear_refuses_an_array_weight_or_bias_naming_it(argument):
+    x, w, b = Tensor(np.ones((1, 2))), Tensor(np.ones((3, 2))), Tensor(np.ones(3))
+    kwargs = {"weight": w, "bias": b}
+    kwargs[argument] = kwargs[argument].data
+    with pytest.raises(TypeError, match=rf"^linear: {argument}: expected a Tensor .*got "
+                                        rf"ndarray: pass cg.Tensor\({argument}\)"):
+        cg.functional.linear(x, **kwargs)
