@@ -1,8 +1,9 @@
 """scikit-learn's SGD and Adam update rules, applied in place to a flat parameter vector.
 
 scikit-learn's optimizers build a new array for every term of every update (seven
-temporaries the size of each parameter per Adam step); these update in place, with
-BLAS's `scal` (x *= a) and `axpy` (y += a * x) doing a scale and an add in one pass. The
+temporaries the size of each parameter per Adam step); these update in place: NumPy's
+in-place multiply for a scale, and the backend's `add_scaled` (y += a * x, BLAS's axpy on
+the compiled backend, the same BLAS as cygrad's products) for a scaled add, one pass each. The
 schedules (`invscaling`, `adaptive`), the stopping rule and the attribute names
 (`learning_rate`, `velocities`, `ms`, `vs`, `t`) are scikit-learn's own, inherited.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 from typing import List
 
 import numpy as np
-from scipy.linalg import blas
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+
+from ..optim.optimizer import add_scaled_kernel
 
 Array = np.ndarray
 
@@ -47,17 +49,17 @@ class FlatSGD(_InPlace, SGDOptimizer):
 
     def update_params(self, params: List[Array], grads: List[Array]) -> None:
         self._scratch(params)
+        add_scaled = add_scaled_kernel()
         # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
         rate, momentum = float(self.learning_rate), float(self.momentum)
         for param, grad, velocity in zip(params, grads, self.velocities):
-            scal, axpy = blas.get_blas_funcs(("scal", "axpy"), (param,))
-            scal(momentum, velocity)
-            axpy(grad, velocity, a=-rate)
+            velocity *= momentum
+            add_scaled(velocity, grad, -rate)
             if self.nesterov:
-                axpy(velocity, param, a=momentum)
-                axpy(grad, param, a=-rate)
+                add_scaled(param, velocity, momentum)
+                add_scaled(param, grad, -rate)
             else:
-                axpy(velocity, param)
+                add_scaled(param, velocity, 1.0)
 
 
 class FlatAdam(_InPlace, AdamOptimizer):
@@ -69,19 +71,19 @@ class FlatAdam(_InPlace, AdamOptimizer):
 
     def update_params(self, params: List[Array], grads: List[Array]) -> None:
         scratch = self._scratch(params)
+        add_scaled = add_scaled_kernel()
         self.t += 1
         # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
         beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
         self.learning_rate = float(self.learning_rate_init * np.sqrt(1 - beta_2 ** self.t)
                                    / (1 - beta_1 ** self.t))
         for param, grad, m, v, tmp in zip(params, grads, self.ms, self.vs, scratch):
-            scal, axpy = blas.get_blas_funcs(("scal", "axpy"), (param,))
-            scal(beta_1, m)
-            axpy(grad, m, a=1 - beta_1)
+            m *= beta_1
+            add_scaled(m, grad, 1 - beta_1)
             np.multiply(grad, grad, out=tmp)
-            scal(beta_2, v)
-            axpy(tmp, v, a=1 - beta_2)
+            v *= beta_2
+            add_scaled(v, tmp, 1 - beta_2)
             np.sqrt(v, out=tmp)
             tmp += float(self.epsilon)
             np.divide(m, tmp, out=tmp)
-            axpy(tmp, param, a=-self.learning_rate)
+            add_scaled(param, tmp, -self.learning_rate)
