@@ -3,6 +3,7 @@ one-pass update. The products' results on each BLAS are in test_kernels.py (each
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -18,10 +19,19 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 
 
 def numpy_ships_ilp64_openblas() -> bool:
-    """NumPy's own account of its BLAS: a 64-bit-integer scipy-openblas (its wheels)."""
-    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    return blas.get("name") == "scipy-openblas" and \
-        "USE64BITINT" in blas.get("openblas configuration", "")
+    """NumPy's own account of its BLAS: a 64-bit-integer OpenBLAS (its wheels). NumPy 2
+    calls it scipy-openblas ("USE64BITINT" in its configuration), NumPy 1.26 openblas64
+    ("USE_64BITINT=1"); before 1.26, show_config has no dicts and NumPy 1's distutils
+    record says it (HAVE_BLAS_ILP64)."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except TypeError:  # NumPy < 1.26
+        record = getattr(np.__config__, "blas_ilp64_opt_info", None) or {}
+        return any("openblas" in lib for lib in record.get("libraries", [])) and \
+            ("HAVE_BLAS_ILP64", None) in record.get("define_macros", [])
+    configuration = blas.get("openblas configuration", "")
+    return "openblas" in str(blas.get("name")) and \
+        re.search(r"\bUSE_?64BITINT\b(?!=0)", configuration) is not None
 
 
 def python(code: str, **env_vars) -> subprocess.CompletedProcess:
@@ -99,6 +109,7 @@ def test_runtime_info_names_the_blas_in_use():
     name, _ = _linear.blas_in_use()
     text = cygrad.runtime.info()["BLAS"]
     assert text.startswith("NumPy's" if name == "numpy" else "SciPy's"), text
+    assert "unknown build" not in text, text  # also where show_config has no dicts
 
 
 @pytest.mark.parametrize("addresses", [None, (), (1, 2, 3, 4), (1, 2, 3, 4, 5, 0),

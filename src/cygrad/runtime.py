@@ -313,14 +313,23 @@ def _blas_description() -> str:
     if name is None:
         return "none (the compiled module is not loaded)"
     try:
-        owner = np if name == "numpy" else __import__("scipy")
-        blas = owner.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        built = f"{blas.get('name')} {blas.get('version', '')}"
+        built = _build_of(np if name == "numpy" else __import__("scipy"))
     except Exception as exc:  # show_config's layout is theirs, not ours
         built = f"unknown build ({type(exc).__name__})"
     if name == "numpy":
         return f"NumPy's {built}, the library NumPy calls ({BLAS_ENV}=scipy for SciPy's)"
     return f"SciPy's {built}"
+
+
+def _build_of(owner: ModuleType) -> str:
+    """The BLAS `owner` (numpy or scipy) says it was built with: from show_config's
+    dicts where it has them (NumPy >= 1.26, SciPy >= 1.11); before that, from the
+    library's file name (which holds its version), as NumPy 1's record has none."""
+    try:
+        blas = owner.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except TypeError:  # show_config() takes no mode
+        return os.path.basename(_blas_path) if _blas_path else "(build not recorded)"
+    return f"{blas.get('name')} {blas.get('version', '')}".strip()
 
 
 def info() -> Dict[str, str]:

@@ -148,7 +148,9 @@ class Tensor:
 
     def __array__(self, dtype: object = None, copy: Optional[bool] = None) -> np.ndarray:
         """NumPy's view of the tensor: `np.asarray(t)` is `t.data` (no copy), with the
-        `dtype` and `copy` arguments as NumPy 2 passes them (copy=False refuses to copy)."""
+        `dtype` and `copy` arguments as NumPy 2 passes them (copy=False refuses to copy).
+        NumPy 1 passes no `copy`: its `np.array(t, copy=False)` means "copy only if
+        needed", which NumPy itself applies to what this returns."""
         if dtype is None or np.dtype(dtype) == self.data.dtype:
             return self.data.copy() if copy else self.data
         if copy is False:

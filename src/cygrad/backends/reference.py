@@ -44,7 +44,8 @@ def sigmoid_backward(grad_out: Array, y: Array, out: Optional[Array] = None,
                      accumulate: bool = False) -> Array:
     """d/dx sigmoid(x) = y * (1 - y), with y = sigmoid(x): dL/dx = grad_out * y * (1 - y)."""
     out = _checks.sigmoid_backward_args(grad_out, y, out, accumulate)
-    return _store(grad_out * y * (1 - y), out, accumulate)
+    # NumPy 1 casts 0-d float32 arithmetic with Python numbers up to float64: cast back.
+    return _store((grad_out * y * (1 - y)).astype(y.dtype, copy=False), out, accumulate)
 
 
 def bias_backward(grad_out: Array, out: Optional[Array] = None,
