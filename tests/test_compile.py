@@ -50,6 +50,8 @@ def _twins(make, dtype):
 def _optimizer(name, params):
     if name == "sgd":
         return cg.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    if name == "plain-sgd":
+        return cg.optim.SGD(params, lr=0.05)
     return cg.optim.Adam(params, lr=1e-3)
 
 
@@ -73,7 +75,7 @@ def _assert_params_equal(a, b, rtol):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("opt_name", ["sgd", "plain-sgd", "adam"])
 @pytest.mark.parametrize("make", [_sequential, Residual], ids=["sequential", "module"])
 def test_thousand_steps_equal_eager(backend, rng, dtype, opt_name, make):
     eager, compiled = _twins(make, dtype)
@@ -209,10 +211,11 @@ def test_replaced_parameter_array_records_again(rng):
     assert model[0].weight.data is new and np.any(new != 0)  # the new array trained
 
 
-def test_learning_rate_changes_are_seen(rng):
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_learning_rate_changes_are_seen(rng, momentum):
     eager, compiled = _twins(_sequential, np.float64)
-    opt_eager = cg.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
-    opt_compiled = cg.optim.SGD(compiled.parameters(), lr=0.1, momentum=0.9)
+    opt_eager = cg.optim.SGD(eager.parameters(), lr=0.1, momentum=momentum)
+    opt_compiled = cg.optim.SGD(compiled.parameters(), lr=0.1, momentum=momentum)
     sched_eager = cg.optim.lr_scheduler.StepLR(opt_eager, step_size=3, gamma=0.5)
     sched_compiled = cg.optim.lr_scheduler.StepLR(opt_compiled, step_size=3, gamma=0.5)
     step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opt_compiled)
@@ -226,6 +229,9 @@ def test_learning_rate_changes_are_seen(rng):
         sched_compiled.step()
         if i == 7:
             opt_eager.param_groups[0]["lr"] = opt_compiled.param_groups[0]["lr"] = 0.3
+        if i == 9:  # a group's momentum turned on (or off) between steps
+            for opt in (opt_eager, opt_compiled):
+                opt.param_groups[0]["momentum"] = 0.5 - momentum / 2
     _assert_params_equal(eager, compiled, 1e-12)
 
 

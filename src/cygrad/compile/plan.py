@@ -71,6 +71,10 @@ class Plan:
         self.loss = self.value[id(loss)]
         self._build_backward(nodes, loss)
         self.grads = [(t, self.grad[id(t)]) for t, _ in self.leaves if id(t) in self.grad]
+        # leaves whose update `data += alpha * grad` may call the compiled axpy directly
+        self.axpy = getattr(k, "_linear", None) if getattr(k, "name", "") == "cython" \
+            else None
+        self.axpy_ids = {id(t) for t, g in self.grads if _writable_like(t.data, g)}
 
     # -- buffers ------------------------------------------------------------------------
     def _own(self, t: Tensor) -> None:
@@ -151,6 +155,13 @@ class Plan:
             call()
         for call in self.backward:
             call()
+
+
+def _writable_like(data: np.ndarray, grad: np.ndarray) -> bool:
+    flags = data.flags
+    return data.__class__ is np.ndarray and data.dtype == grad.dtype and \
+        flags.c_contiguous and flags.aligned and flags.writeable and \
+        not np.may_share_memory(data, grad)
 
 
 # -- lowerings: forward (returns one call) and backward (returns a list of calls) --------
