@@ -317,3 +317,12 @@ def test_replay_allocates_nothing_that_stays(rng):
     finally:
         tracemalloc.stop()
     assert second - first < 16 * 1024, (first, second)
+
+
+def test_a_compiled_step_inside_a_recorded_one_is_refused(rng):
+    model = _sequential(np.float64)
+    inner = cg.compile(lambda x: model(x).sum())
+    outer = cg.compile(lambda x: inner(x) * 1.0)
+    with pytest.raises(RuntimeError, match="being recorded"):
+        outer(rng.standard_normal((2, 6)))
+    assert isinstance(model(cg.Tensor(np.ones((1, 6)))).sum().item(), float)  # restored

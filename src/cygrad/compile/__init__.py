@@ -98,6 +98,10 @@ class CompiledStep:
 
     # -- calling --------------------------------------------------------------------------
     def __call__(self, *inputs: Any) -> Tensor:
+        if _tensor._recorder is not None:  # (the lock would wait on this thread forever)
+            raise RuntimeError("cg.compile: a compiled step was called while a step is "
+                               "being recorded: call the model's forward inside fn, not "
+                               "another compiled step")
         arrays = [_as_input(i, x) for i, x in enumerate(inputs)]
         key = (backends.get_backend(), is_grad_enabled(),
                tuple((a.shape, a.dtype.str) for a in arrays))
