@@ -29,6 +29,7 @@ class Residual(cg.nn.Module):
     def forward(self, x: cg.Tensor) -> cg.Tensor:
         h = self.first(x).tanh()
         h = h + self.second(h).relu() * self.scale - h.sigmoid() * 0.25
+        h = h / (1.5 + (h * h).exp()) + (-h) * (h / 4.0) - h * h / (h * h + 1.0)
         return self.head(h)
 
 
@@ -241,11 +242,11 @@ def test_unsupported_op_falls_back_with_one_warning_naming_it(backend, rng):
     opt_compiled = cg.optim.SGD(compiled.parameters(), lr=0.1)
 
     def loss_of(model, x, y):
-        return (model(x) - y).exp().mean()
+        return (model(x) - y).max()
 
     step = cg.compile(lambda x, y: loss_of(compiled, x, y), opt_compiled)
     x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
-    with pytest.warns(cg.CompileWarning, match="'exp'"):
+    with pytest.warns(cg.CompileWarning, match="'max'"):
         step(x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one warning, not one per step
@@ -260,8 +261,8 @@ def test_unsupported_op_falls_back_with_one_warning_naming_it(backend, rng):
 
 def test_strict_raises_naming_the_op(rng):
     model = _sequential(np.float64)
-    step = cg.compile(lambda x: (model(x).exp()).sum(), strict=True)
-    with pytest.raises(RuntimeError, match="'exp'"):
+    step = cg.compile(lambda x: model(x).abs().sum(), strict=True)
+    with pytest.raises(RuntimeError, match="'abs'"):
         step(rng.standard_normal((2, 6)))
 
 

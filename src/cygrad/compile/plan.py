@@ -288,7 +288,24 @@ def _relu_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return [local, plan.send(a, t)]
 
 
-_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
+def _unary_forward(plan: Plan, node: Node) -> Call:
+    x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
+    ufunc = np.exp if node.op == "exp" else np.negative
+    return lambda: ufunc(x, out=y)
+
+
+def _unary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+    a = node.parents[0]
+    if not a.requires_grad:
+        return []
+    t = plan.scratch(g)
+    if node.op == "exp":  # g * e^a, reusing the output
+        y = plan.value[id(node.out)]
+        return [lambda: np.multiply(g, y, out=t), plan.send(a, t)]
+    return [lambda: np.negative(g, out=t), plan.send(a, t)]
+
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
 
 
 def _binary_forward(plan: Plan, node: Node) -> Call:
@@ -300,15 +317,26 @@ def _binary_forward(plan: Plan, node: Node) -> Call:
 def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     a, b = node.parents
     calls: List[Call] = []
-    for t, other in ((a, b), (b, a)):
+    for first, (t, other) in ((True, (a, b)), (False, (b, a))):  # x * x: t is both
         if not t.requires_grad:
             continue
-        if node.op == "add" or (node.op == "sub" and t is a):
+        if node.op == "add" or (node.op == "sub" and first):
             calls.append(plan.send(t, g))
             continue
         scratch = plan.scratch(g)
         if node.op == "sub":
             calls.append(lambda s=scratch: np.negative(g, out=s))
+        elif node.op == "div" and first:  # d(a/b)/da = 1/b
+            o = plan.value[id(other)]
+            calls.append(lambda s=scratch, o=o: np.divide(g, o, out=s))
+        elif node.op == "div":  # d(a/b)/db = -a/b^2, as eager: (-g * out) / b
+            y = plan.value[id(node.out)]
+
+            def local(s=scratch, b=plan.value[id(t)], y=y) -> None:
+                np.negative(g, out=s)
+                np.multiply(s, y, out=s)
+                np.divide(s, b, out=s)
+            calls.append(local)
         else:  # d(ab)/da = b
             o = plan.value[id(other)]
             calls.append(lambda s=scratch, o=o: np.multiply(g, o, out=s))
@@ -404,12 +432,14 @@ def _l2_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
 LOWERINGS: Dict[str, Callable[[Plan, Node], Call]] = {
     "linear": _linear_forward, "sigmoid": _sigmoid_forward, "tanh": _tanh_forward,
     "relu": _relu_forward, "add": _binary_forward, "sub": _binary_forward,
-    "mul": _binary_forward, "sum": _reduction_forward, "mean": _reduction_forward,
+    "mul": _binary_forward, "div": _binary_forward, "neg": _unary_forward,
+    "exp": _unary_forward, "sum": _reduction_forward, "mean": _reduction_forward,
     "mse_loss": _mse_forward, "l2_penalty": _l2_forward,
 }
 BACKWARDS: Dict[str, Callable[[Plan, Node, np.ndarray], List[Call]]] = {
     "linear": _linear_backward, "sigmoid": _sigmoid_backward, "tanh": _tanh_backward,
     "relu": _relu_backward, "add": _binary_backward, "sub": _binary_backward,
-    "mul": _binary_backward, "sum": _reduction_backward, "mean": _reduction_backward,
+    "mul": _binary_backward, "div": _binary_backward, "neg": _unary_backward,
+    "exp": _unary_backward, "sum": _reduction_backward, "mean": _reduction_backward,
     "mse_loss": _mse_backward, "l2_penalty": _l2_backward,
 }
