@@ -41,19 +41,17 @@ def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
         dim, keepdim = numpy_names("mean", dim, keepdim, axis, keepdims)
     axes = normalize_dims("mean", dim, a.data.ndim)
     count = math.prod(a.data.shape[ax] for ax in axes)
-    if count == 0:  # the mean of nothing is nan, as in PyTorch (NumPy would also warn)
-        shape = tuple(1 if ax in axes else n for ax, n in enumerate(a.data.shape)) \
-            if keepdim else tuple(n for ax, n in enumerate(a.data.shape) if ax not in axes)
-        return Tensor.from_op(np.full(shape, np.nan, a.data.dtype), (a,),
-                              lambda g: send(a, np.zeros(a.data.shape, a.data.dtype),
-                                             owned=True), "mean")
+    if count:
+        out = np.asarray(a.data.mean(axis=axes, keepdims=keepdim))
+    else:  # the mean of nothing is nan, as in PyTorch (without NumPy's warning)
+        out = np.full(a.data.sum(axis=axes, keepdims=keepdim).shape, np.nan, a.data.dtype)
 
     def backward(g: np.ndarray) -> None:
-        share = _expand(g, axes, keepdim) / np.asarray(count, dtype=g.dtype)
+        # count == 0: `a` is empty, and so is its gradient; 1 avoids dividing by 0
+        share = _expand(g, axes, keepdim) / np.asarray(count or 1, dtype=g.dtype)
         send(a, np.broadcast_to(share, a.data.shape))
 
-    return Tensor.from_op(np.asarray(a.data.mean(axis=axes, keepdims=keepdim)), (a,),
-                          backward, "mean")
+    return Tensor.from_op(out, (a,), backward, "mean")
 
 
 def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
