@@ -327,3 +327,21 @@ def test_a_compiled_step_inside_a_recorded_one_is_refused(rng):
     with pytest.raises(RuntimeError, match="being recorded"):
         outer(rng.standard_normal((2, 6)))
     assert isinstance(model(cg.Tensor(np.ones((1, 6)))).sum().item(), float)  # restored
+
+
+def test_on_the_reference_backend_the_plan_calls_the_reference_kernels(rng, monkeypatch):
+    from cygrad.backends import reference
+    cg.set_backend("reference")
+    model, _, step = _mlp_step()
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    step(x, y)  # recorded
+    calls = []
+    for name in ("linear_forward", "linear_backward", "sigmoid_forward", "sigmoid_backward"):
+        kernel = getattr(reference, name)
+        monkeypatch.setattr(reference, name,
+                            lambda *a, _k=kernel, _n=name, **kw: calls.append(_n) or _k(*a, **kw))
+    for _ in range(3):
+        step(x, y)
+    # three Linear layers and one Sigmoid, three steps
+    assert sorted(calls) == sorted(["linear_forward"] * 9 + ["linear_backward"] * 9
+                                   + ["sigmoid_forward"] * 3 + ["sigmoid_backward"] * 3)
