@@ -512,3 +512,18 @@ def test_operator_methods_are_the_operators():
         if dunder:
             assert getattr(Tensor, dunder) is cg.ops.TABLE[name]
     assert Tensor.neg is Tensor.__neg__ is cg.ops.TABLE["neg"]
+
+
+def test_pow_of_a_float32_base_and_float64_exponent_is_computed_in_float64(backend):
+    """The result is float64, and so must be d/db = a^b log(a): log of the float32 base
+    taken in float32 would lose digits beyond 1e-7."""
+    torch = pytest.importorskip("torch")
+    base = np.array([0.5, 3.0], np.float32)
+    exponent = np.array([0.5, 1.5])
+    b = Tensor(exponent, requires_grad=True)
+    out = base ** b
+    out.sum().backward()
+    tb = torch.tensor(exponent, requires_grad=True)
+    (torch.from_numpy(base) ** tb).sum().backward()
+    assert out.dtype == np.float64 and b.grad.dtype == np.float64
+    np.testing.assert_allclose(b.grad, tb.grad.numpy(), rtol=1e-14)

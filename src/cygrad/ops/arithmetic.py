@@ -85,7 +85,8 @@ def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 (the ** operator)
                     grad = np.where(zero_exponent, 0, grad)
                 send(a, grad, owned=True, k=k)
             if b.requires_grad:
-                log_a = np.log(a.data)
+                # in the result's dtype, as PyTorch: a float32 base of a float64 power
+                log_a = np.log(a.data.astype(out.dtype, copy=False))
                 zero_base = (a.data == 0) & (b.data >= 0)
                 if zero_base.any():
                     log_a = np.where(zero_base, 0, log_a)
