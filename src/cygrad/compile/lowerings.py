@@ -201,6 +201,8 @@ def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
 def _reduction_forward(plan: Plan, node: Node) -> Call:
     names = _nonlocals(node)
     axes, keepdim = names["axes"], names.get("keepdim", False)
+    if node.op == "mean" and not names["count"]:
+        raise Unsupported("'mean' over no elements")
     x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
     reduce = np.sum if node.op == "sum" else np.mean
     return lambda: reduce(x, axis=axes, keepdims=keepdim, out=y)
