@@ -15,8 +15,20 @@ import numpy as np
 from .plan import Call, Node, Plan, Unsupported
 
 
+class _Closure(dict):
+    """An op's backward's closure variables; a missing one makes the op unsupported (the
+    step runs eagerly) rather than an error."""
+
+    op = ""
+
+    def __missing__(self, name: str) -> object:
+        raise Unsupported(f"'{self.op}' (its argument '{name}' could not be read)")
+
+
 def _nonlocals(node: Node) -> dict:
-    return inspect.getclosurevars(node.backward).nonlocals
+    names = _Closure(inspect.getclosurevars(node.backward).nonlocals)
+    names.op = node.op
+    return names
 
 
 
@@ -200,7 +212,7 @@ def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
 
 def _reduction_forward(plan: Plan, node: Node) -> Call:
     names = _nonlocals(node)
-    axes, keepdim = names["axes"], names.get("keepdim", False)
+    axes, keepdim = names["axes"], names["keepdim"]
     if node.op == "mean" and not names["count"]:
         raise Unsupported("'mean' over no elements")
     x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
@@ -213,7 +225,7 @@ def _reduction_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     if not a.requires_grad:
         return []
     names = _nonlocals(node)
-    axes, keepdim = names["axes"], names.get("keepdim", False)
+    axes, keepdim = names["axes"], names["keepdim"]
     calls: List[Call] = []
     share = g
     if node.op == "mean":
