@@ -29,7 +29,7 @@ from . import output_file, peers
 
 Impls = peers.Impls
 Setup = Callable[[np.dtype, Optional[ModuleType]], Impls]  # (dtype, torch or None) -> Impls
-PEERS = ("numpy", "torch", "autograd")
+PEERS = ("numpy", "torch", "autograd", "jax", "compiled")
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
     except ImportError:
         torch = None
-    installed = [p for p in PEERS if p == "numpy" or importlib.util.find_spec(p) is not None]
+    # "compiled" is cygrad's own compiled step (MLP rows only): below 1x it beats eager.
+    installed = [p for p in PEERS
+                 if p in ("compiled", "numpy") or importlib.util.find_spec(p) is not None]
     repeats, min_loop_s, settle_s = (5, 0.01, 0.2) if args.quick else (10, 0.05, 0.3)
     dtype = np.dtype(args.dtype)
     title = (f"cygrad vs {', '.join(installed)}: {dtype}, cygrad backend {get_backend()!r}, "

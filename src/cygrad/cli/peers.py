@@ -12,8 +12,9 @@ Kernel peers: `<kernel>_impls(...)` takes the inputs and the output arrays and r
 
 Training peers: one MLP training step (784-H-10, sigmoid hidden layer, MSE loss, plain SGD)
 as a user of each library would write it: cygrad's graph layer, NumPy by hand (forward and
-backward written out), PyTorch eager and HIPS autograd (when installed), all from the same
-weights and data; and the cost of one recorded op.
+backward written out), the compiled step (`cygrad.compile`), PyTorch eager, HIPS autograd
+and JAX's jit (when installed), all from the same weights and data; the step's kernel calls
+alone (the floor a replayed step approaches); and the cost of one recorded op.
 
 `python -m cygrad bench` and the suites in benchmarks/ time these; neither has its own copy.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import kernels, nn, optim
+from ..compile import compile as compile_step
 from ..tensor import Tensor
 
 Step = Callable[[], object]
@@ -260,12 +262,73 @@ def autograd_step(batch: int, hidden: int, dtype=np.float32) -> Optional[Step]:
     return step
 
 
+def compiled_step(batch: int, hidden: int, dtype=np.float32) -> Step:
+    """cygrad's step recorded once by `cygrad.compile` and replayed."""
+    x, target, model = _problem(batch, hidden, np.dtype(dtype))
+    opt = optim.SGD(model.parameters(), lr=LR)
+    step = compile_step(lambda x, y: F.mse_loss(model(x), y), opt, strict=True)
+    return lambda: step(x, target).item()
+
+
+def jax_step(batch: int, hidden: int, dtype=np.float32) -> Optional[Step]:
+    """The loss, its gradient and the update in one `jax.jit` function. float32 only:
+    JAX computes float64 only where x64 is switched on process-wide."""
+    jax = _import("jax")
+    if jax is None or np.dtype(dtype) != np.float32:
+        return None
+    jnp = jax.numpy
+    x, target, model = _problem(batch, hidden, np.dtype(dtype))
+    params = [jnp.asarray(p.data) for p in model.parameters()]
+    x, target = jnp.asarray(x), jnp.asarray(target)
+
+    def loss_fn(params, x, y):
+        w1, b1, w2, b2 = params
+        out = jax.nn.sigmoid(x @ w1.T + b1) @ w2.T + b2
+        return jnp.mean((out - y) ** 2)
+
+    @jax.jit
+    def update(params, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        return [p - LR * g for p, g in zip(params, grads)], loss
+
+    def step() -> float:
+        nonlocal params
+        params, loss = update(params, x, target)
+        return float(loss)
+    return step
+
+
+def kernel_calls(batch: int, hidden: int, dtype=np.float32) -> Step:
+    """The step's forward and backward kernel calls alone, into preallocated arrays: the
+    floor a replayed step approaches (no loss or update: those are element-wise)."""
+    x, _, model = _problem(batch, hidden, np.dtype(dtype))
+    w1, b1, w2, b2 = (p.data for p in model.parameters())
+    z, out = np.empty((batch, hidden), dtype), np.empty((batch, OUT_FEATURES), dtype)
+    grad_h, grad_z = np.empty_like(z), np.empty_like(z)
+    grads = [np.empty_like(p) for p in (w1, b1, w2, b2)]
+    grad_out = np.full((batch, OUT_FEATURES), 0.01, dtype)
+
+    def step() -> float:
+        kernels.linear_forward(x, w1, b1, out=z)
+        kernels.sigmoid_forward(z, out=z)
+        kernels.linear_forward(z, w2, b2, out=out)
+        kernels.linear_backward(grad_out, z, w2, grad_x=grad_h, grad_w=grads[2],
+                                grad_b=grads[3])
+        kernels.sigmoid_backward(grad_h, z, out=grad_z)
+        kernels.linear_backward(grad_z, x, w1, grad_w=grads[0], grad_b=grads[1],
+                                need_grad_x=False)
+        return float(out[0, 0])
+    return step
+
+
 def training_steps(batch: int, hidden: int, dtype=np.float32) -> Dict[str, Step]:
     """Implementation name -> one training step; peers that are not installed are left out."""
     steps = {"cygrad": cygrad_step(batch, hidden, dtype),
+             "compiled": compiled_step(batch, hidden, dtype),
              "numpy": numpy_step(batch, hidden, dtype),
              "torch": torch_step(batch, hidden, dtype),
-             "autograd": autograd_step(batch, hidden, dtype)}
+             "autograd": autograd_step(batch, hidden, dtype),
+             "jax": jax_step(batch, hidden, dtype)}
     return {name: step for name, step in steps.items() if step is not None}
 
 
