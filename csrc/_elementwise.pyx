@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Element-wise loops: sigmoid forward and backward.
+"""Element-wise loops: sigmoid forward and backward, and the optimizers' updates.
 
 The functions take ndarrays rather than typed memoryviews: acquiring a memoryview and
 choosing a fused specialization cost more than the whole loop at small sizes. They check
@@ -26,6 +26,22 @@ cdef extern from "_sigmoid.h":
                                int accumulate) noexcept nogil
     void cg_sigmoid_backward_d(const double* g, const double* y, double* out, Py_ssize_t n,
                                int accumulate) noexcept nogil
+
+cdef extern from "_update.h":
+    # SGD's and Adam's updates, one pass per parameter (the header states the semantics).
+    void cg_sgd_f(Py_ssize_t n, float* p, const float* g, float* buf, float lr,
+                  float momentum, float one_minus_dampening, float weight_decay, float sign,
+                  int nesterov, int first) noexcept nogil
+    void cg_sgd_d(Py_ssize_t n, double* p, const double* g, double* buf, double lr,
+                  double momentum, double one_minus_dampening, double weight_decay,
+                  double sign, int nesterov, int first) noexcept nogil
+    void cg_adam_f(Py_ssize_t n, float* p, const float* g, float* m, float* v,
+                   float step_size, float beta1, float one_minus_beta1, float beta2,
+                   float one_minus_beta2, float eps, float bias_correction2_sqrt) noexcept nogil
+    void cg_adam_d(Py_ssize_t n, double* p, const double* g, double* m, double* v,
+                   double step_size, double beta1, double one_minus_beta1, double beta2,
+                   double one_minus_beta2, double eps,
+                   double bias_correction2_sqrt) noexcept nogil
 
 ctypedef fused real:
     float
@@ -205,3 +221,103 @@ def sigmoid_backward(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray
                               <const double*>cnp.PyArray_DATA(y),
                               <double*>cnp.PyArray_DATA(out), n, accumulate)
 
+
+
+# The optimizers' updates: one pass per parameter on the calling thread. They are
+# memory-bound, and a parameter is rarely large enough for a team of threads to pay.
+
+cdef int _written(object a, int typenum, Py_ssize_t n, str name) except -1:
+    """`a` is an array the update writes: the dtype and size of p, C-contiguous, aligned,
+    writable."""
+    if _float_type(a, name) != typenum or cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
+        raise ValueError(f"{name}: expected the dtype and size of p")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError(f"{name}: expected a C-contiguous, aligned, writable array")
+    return 0
+
+
+cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Do two C-contiguous arrays share a byte? (Never when one is empty.)"""
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
+cdef int _disjoint(cnp.ndarray a, cnp.ndarray b, str name, str other) except -1:
+    if _overlap(a, b):
+        raise ValueError(f"{name}: overlaps {other}; each array the update writes must be "
+                         f"its own")
+    return 0
+
+
+cdef cnp.ndarray _gradient(cnp.ndarray g, int typenum, Py_ssize_t n, tuple written):
+    """g as the loop reads it: C-contiguous, aligned, and a copy if it shares memory with
+    an array the update writes (so it is read as it was when the call began)."""
+    g = _input(g, typenum, n, "g")
+    for a in written:
+        if a is not None and _overlap(g, <cnp.ndarray>a):
+            return cnp.PyArray_NewCopy(g, cnp.NPY_CORDER)
+    return g
+
+
+def sgd_update(cnp.ndarray p not None, cnp.ndarray g not None, object buf, double lr,
+               double momentum, double one_minus_dampening, double weight_decay,
+               double sign, bint nesterov, bint first):
+    """torch.optim.SGD's update of p (and of buf when momentum != 0), in place, one pass
+    (_update.h states the formula). Scalars are rounded to p's dtype; buf may be None when
+    momentum == 0 and is then not touched."""
+    cdef int t = _float_type(p, "p")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    _written(p, t, n, "p")
+    cdef void* bp = NULL
+    if momentum != 0:
+        if buf is None:
+            raise ValueError("buf: required when momentum != 0")
+        _written(buf, t, n, "buf")
+        _disjoint(<cnp.ndarray>buf, p, "buf", "p")
+        bp = cnp.PyArray_DATA(<cnp.ndarray>buf)
+    else:
+        buf = None
+    g = _gradient(g, t, n, (p, buf))
+    cdef void* pp = cnp.PyArray_DATA(p)
+    cdef const void* gp = cnp.PyArray_DATA(g)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            cg_sgd_f(n, <float*>pp, <const float*>gp, <float*>bp, <float>lr, <float>momentum,
+                     <float>one_minus_dampening, <float>weight_decay, <float>sign, nesterov,
+                     first)
+        else:
+            cg_sgd_d(n, <double*>pp, <const double*>gp, <double*>bp, lr, momentum,
+                     one_minus_dampening, weight_decay, sign, nesterov, first)
+
+
+def adam_update(cnp.ndarray p not None, cnp.ndarray g not None, cnp.ndarray m not None,
+                cnp.ndarray v not None, double step_size, double beta1,
+                double one_minus_beta1, double beta2, double one_minus_beta2, double eps,
+                double bias_correction2_sqrt):
+    """Adam's update of m, v and p, in place, one pass (_update.h states the formula).
+    Scalars are rounded to p's dtype."""
+    cdef int t = _float_type(p, "p")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
+    _written(p, t, n, "p")
+    _written(m, t, n, "m")
+    _written(v, t, n, "v")
+    _disjoint(m, p, "m", "p")
+    _disjoint(v, p, "v", "p")
+    _disjoint(v, m, "v", "m")
+    g = _gradient(g, t, n, (p, m, v))
+    cdef void* pp = cnp.PyArray_DATA(p)
+    cdef const void* gp = cnp.PyArray_DATA(g)
+    cdef void* mp = cnp.PyArray_DATA(m)
+    cdef void* vp = cnp.PyArray_DATA(v)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            cg_adam_f(n, <float*>pp, <const float*>gp, <float*>mp, <float*>vp,
+                      <float>step_size, <float>beta1, <float>one_minus_beta1, <float>beta2,
+                      <float>one_minus_beta2, <float>eps, <float>bias_correction2_sqrt)
+        else:
+            cg_adam_d(n, <double*>pp, <const double*>gp, <double*>mp, <double*>vp,
+                      step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                      bias_correction2_sqrt)

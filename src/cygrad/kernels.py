@@ -82,4 +82,52 @@ def matmul_backward(grad_out: Array, a: Array, b: Array, grad_a: Optional[Array]
         need_grad_a=need_grad_a, need_grad_b=need_grad_b)
 
 
-__all__ = list(backends.KERNEL_NAMES)
+def sgd_update(param: Array, grad: Array, momentum_buffer: Optional[Array] = None, *,
+               lr: float, momentum: float = 0.0, dampening: float = 0.0,
+               weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+               first: bool = False) -> None:
+    """`torch.optim.SGD`'s update of one parameter, in place (the compiled backend: one
+    pass, no temporary). Returns None. With `d` a temporary of the formula only:
+
+        d = (-grad if maximize else grad) + weight_decay * param  (term skipped when 0)
+        when momentum != 0:
+            momentum_buffer = d                                          if first
+            momentum_buffer = momentum * momentum_buffer + (1 - dampening) * d   else
+            d = d + momentum * momentum_buffer if nesterov else momentum_buffer
+        param -= lr * d
+
+    `param` and `momentum_buffer` are written: C-contiguous, writable, of one shape and
+    dtype, sharing no memory. `momentum_buffer` is needed when momentum != 0 (on the first
+    step its contents are ignored: `np.empty_like(param)` with `first=True`). `grad` has
+    param's shape and dtype, any layout. Scalars are rounded to the dtype, as NumPy does
+    with a Python float; each operation is rounded in that order (no fused multiply-add),
+    so both backends give the same bits."""
+    backends.optional_kernel("sgd_update")(
+        param, grad, momentum_buffer, lr=lr, momentum=momentum, dampening=dampening,
+        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, first=first)
+
+
+def adam_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *,
+                step_size: float, beta1: float, beta2: float, eps: float,
+                bias_correction2_sqrt: float = 1.0) -> None:
+    """Adam's moments and step for one parameter, in place (the compiled backend: one pass,
+    no temporary). Returns None. With m = exp_avg and v = exp_avg_sq:
+
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * (grad * grad)
+        param -= (step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
+
+    At step t, `torch.optim.Adam` has step_size = lr / (1 - beta1**t) and
+    bias_correction2_sqrt = sqrt(1 - beta2**t); scikit-learn's adam has
+    step_size = lr * sqrt(1 - beta2**t) / (1 - beta1**t) and bias_correction2_sqrt = 1.
+    Weight decay, maximize and amsgrad are the caller's (pass the gradient they give).
+    `param`, `exp_avg`, `exp_avg_sq` are written: C-contiguous, writable, of one shape
+    and dtype, sharing no memory; `grad` has that shape and dtype, any layout. Scalars are
+    rounded to the dtype and each operation in that order, so both backends agree bit for
+    bit."""
+    backends.optional_kernel("adam_update")(
+        param, grad, exp_avg, exp_avg_sq, step_size=step_size, beta1=beta1, beta2=beta2,
+        eps=eps, bias_correction2_sqrt=bias_correction2_sqrt)
+
+
+__all__ = list(backends.KERNEL_NAMES) + list(backends.OPTIONAL_KERNEL_NAMES)

@@ -17,6 +17,9 @@ from . import reference
 
 KERNEL_NAMES = ("matmul_backward", "linear_forward", "linear_backward", "bias_backward",
                 "sigmoid_forward", "sigmoid_backward")
+# The optimizers' updates: both built-in backends have them; a registered backend may
+# leave them out, and then runs the reference's (NumPy) ones.
+OPTIONAL_KERNEL_NAMES = ("sgd_update", "adam_update")
 
 _backends: Dict[str, Any] = {"reference": reference}
 _active: Any = reference
@@ -38,7 +41,7 @@ def _missing_compiled_message() -> str:
 
 def register_backend(name: str, backend: Any) -> None:
     """Make `backend` (a module or object with every kernel of KERNEL_NAMES as a callable
-    attribute) selectable as `name`."""
+    attribute, and any of OPTIONAL_KERNEL_NAMES) selectable as `name`."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a non-empty string, got {name!r}")
     missing = [k for k in KERNEL_NAMES if not callable(getattr(backend, k, None))]
@@ -64,6 +67,13 @@ def _lookup(name: object) -> Any:
 def active() -> Any:
     """The active backend object (what ops call kernels on)."""
     return _active
+
+
+def optional_kernel(name: str) -> Any:
+    """The active backend's kernel `name` (one of OPTIONAL_KERNEL_NAMES), or the
+    reference's where that backend lacks it."""
+    kernel = getattr(_active, name, None)
+    return kernel if kernel is not None else getattr(reference, name)
 
 
 def get_backend() -> str:

@@ -6,6 +6,7 @@ arrays exactly as they were (a failed `accumulate=True` call loses no gradient).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence
 
 import numpy as np
@@ -163,3 +164,64 @@ def matmul_backward_args(grad_out: object, a: object, b: object, grad_a: object,
         check_flag(flag, name)
     return (out_array(grad_a, "grad_a", a.shape, a.dtype),
             out_array(grad_b, "grad_b", b.shape, a.dtype))
+
+
+# The optimizers' updates: the parameter and its state arrays are written in place.
+
+def check_scalar(value: object, name: str) -> float:
+    """A real number (int, float or NumPy's), as a Python float; bool is refused."""
+    if value.__class__ is float:
+        return value  # type: ignore[return-value]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} "
+                        f"{value!r}")
+    return float(value)
+
+
+def _state_array(a: object, name: str, param: np.ndarray, others: tuple) -> np.ndarray:
+    """An array the update writes: like `param` (dtype, shape), C-contiguous, writable,
+    and sharing no memory with the arrays already checked (`others`, by name)."""
+    out_array(a, name, param.shape, param.dtype)
+    for other, other_name in others:
+        # Both are C-contiguous, so overlapping bounds are shared elements.
+        if np.may_share_memory(a, other):
+            raise ValueError(f"{name}: shares memory with {other_name}; each state array "
+                             f"must be an array of its own (np.zeros_like({other_name}))")
+    return a  # type: ignore[return-value]
+
+
+def sgd_update_args(param: object, grad: object, momentum_buffer: object, lr: object,
+                    momentum: object, dampening: object, weight_decay: object,
+                    nesterov: object, maximize: object, first: object) -> tuple:
+    """Checks sgd_update's arguments; returns (lr, momentum, dampening, weight_decay) as
+    floats and (nesterov, maximize, first) as bools."""
+    param = check_array(param, "param")
+    out_array(param, "param", param.shape, param.dtype)
+    check_array(grad, "grad", like=param)
+    scalars = (check_scalar(lr, "lr"), check_scalar(momentum, "momentum"),
+               check_scalar(dampening, "dampening"),
+               check_scalar(weight_decay, "weight_decay"))
+    flags = (check_flag(nesterov, "nesterov"), check_flag(maximize, "maximize"),
+             check_flag(first, "first"))
+    if momentum_buffer is not None:
+        _state_array(momentum_buffer, "momentum_buffer", param, ((param, "param"),))
+    elif scalars[1] != 0:
+        raise ValueError(f"momentum_buffer: required when momentum != 0 (got momentum="
+                         f"{momentum!r}); pass np.empty_like(param) with first=True on the "
+                         f"first step, then the same array on every later step")
+    return scalars + flags
+
+
+def adam_update_args(param: object, grad: object, exp_avg: object, exp_avg_sq: object,
+                     step_size: object, beta1: object, beta2: object, eps: object,
+                     bias_correction2_sqrt: object) -> tuple:
+    """Checks adam_update's arguments; returns (step_size, beta1, beta2, eps,
+    bias_correction2_sqrt) as floats."""
+    param = check_array(param, "param")
+    out_array(param, "param", param.shape, param.dtype)
+    check_array(grad, "grad", like=param)
+    _state_array(exp_avg, "exp_avg", param, ((param, "param"),))
+    _state_array(exp_avg_sq, "exp_avg_sq", param, ((param, "param"), (exp_avg, "exp_avg")))
+    return (check_scalar(step_size, "step_size"), check_scalar(beta1, "beta1"),
+            check_scalar(beta2, "beta2"), check_scalar(eps, "eps"),
+            check_scalar(bias_correction2_sqrt, "bias_correction2_sqrt"))

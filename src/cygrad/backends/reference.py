@@ -100,3 +100,46 @@ def add_scaled(out: Array, x: Array, alpha: float) -> None:
     """out += alpha * x, in place: the optimizers' update (not a kernel of KERNEL_NAMES;
     a backend without it gets this one)."""
     out += alpha * x
+
+
+def sgd_update(param: Array, grad: Array, momentum_buffer: Optional[Array] = None, *,
+               lr: float, momentum: float = 0.0, dampening: float = 0.0,
+               weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+               first: bool = False) -> None:
+    """torch.optim.SGD's update, in place:
+
+        d = (-grad if maximize else grad) + weight_decay * param   (when weight_decay != 0)
+        buf = d if first else momentum * buf + (1 - dampening) * d (when momentum != 0)
+        d = d + momentum * buf if nesterov else buf                 (when momentum != 0)
+        param = param - lr * d
+    """
+    lr, momentum, dampening, weight_decay, nesterov, maximize, first = \
+        _checks.sgd_update_args(param, grad, momentum_buffer, lr, momentum, dampening,
+                                weight_decay, nesterov, maximize, first)
+    real = param.dtype.type  # each scalar rounded to the dtype, as NumPy does a Python float
+    d = real(-1.0 if maximize else 1.0) * grad  # a new array: grad is read before any write
+    if real(weight_decay) != 0:
+        d = d + real(weight_decay) * param
+    if real(momentum) != 0:
+        buf = momentum_buffer
+        buf[...] = d if first else real(momentum) * buf + real(1.0 - dampening) * d
+        d = d + real(momentum) * buf if nesterov else buf
+    param[...] = param - real(lr) * d
+
+
+def adam_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *,
+                step_size: float, beta1: float, beta2: float, eps: float,
+                bias_correction2_sqrt: float = 1.0) -> None:
+    """Adam's moments and step, in place (m = exp_avg, v = exp_avg_sq):
+
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * (grad * grad)
+        param = param - (step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
+    """
+    step_size, beta1, beta2, eps, bias_correction2_sqrt = _checks.adam_update_args(
+        param, grad, exp_avg, exp_avg_sq, step_size, beta1, beta2, eps, bias_correction2_sqrt)
+    real = param.dtype.type
+    m = real(beta1) * exp_avg + real(1.0 - beta1) * grad
+    v = real(beta2) * exp_avg_sq + real(1.0 - beta2) * (grad * grad)
+    p = param - (real(step_size) * m) / (np.sqrt(v) / real(bias_correction2_sqrt) + real(eps))
+    exp_avg[...], exp_avg_sq[...], param[...] = m, v, p
