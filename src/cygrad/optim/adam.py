@@ -6,7 +6,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, add_scaled_kernel, check_number
+from .. import backends
+from .optimizer import Optimizer, ParamsT, check_number, grad_like, writable_param
 
 
 class Adam(Optimizer):
@@ -21,7 +22,10 @@ class Adam(Optimizer):
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     The state of a parameter is {'step': t, 'exp_avg': m, 'exp_avg_sq': v} (and
-    'max_exp_avg_sq' with amsgrad), made at its first step with a gradient.
+    'max_exp_avg_sq' with amsgrad), made at its first step with a gradient. Without
+    amsgrad, m, v and p are updated by one call of the active backend's `adam_update`
+    kernel (compiled: a single pass); weight decay and maximize first make the gradient
+    it takes.
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3,
@@ -47,7 +51,7 @@ class Adam(Optimizer):
         """One update of every parameter that has a gradient; returns `closure()`'s loss
         when given (called first)."""
         loss = closure() if closure is not None else None
-        add_scaled = add_scaled_kernel()
+        adam_update = backends.optional_kernel("adam_update")
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
@@ -61,35 +65,56 @@ class Adam(Optimizer):
                     raise self._bad_grad(p)
                 state = self.state[p]
                 if not state:
-                    state.update(step=0, exp_avg=np.zeros_like(data),
-                                 exp_avg_sq=np.zeros_like(data))
+                    # C-ordered whatever the parameter's layout: the kernel writes them.
+                    state.update(step=0, exp_avg=np.zeros(data.shape, data.dtype),
+                                 exp_avg_sq=np.zeros(data.shape, data.dtype))
                 if amsgrad and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = np.zeros_like(data)
+                    state["max_exp_avg_sq"] = np.zeros(data.shape, data.dtype)
                 state["step"] += 1
                 t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
                 if weight_decay and decoupled:
                     data *= 1 - lr * weight_decay
+                grad = grad_like(grad, data)
                 # Results go through out=: NumPy would turn a 0-d parameter's into scalars.
                 if weight_decay and not decoupled:
-                    g = np.multiply(data, weight_decay, out=np.empty_like(data))
+                    g = np.multiply(data, weight_decay, out=np.empty_like(grad))
                     (np.subtract if maximize else np.add)(g, grad, out=g)
                 elif maximize:
-                    g = np.negative(grad, out=np.empty_like(data))
+                    g = np.negative(grad, out=np.empty_like(grad))
                 else:
                     g = grad
-                # m and v in NumPy, in PyTorch's order of operations; only the parameter's
-                # update goes through the backend's kernel (one call per parameter).
-                work = np.empty_like(data)
-                m += np.multiply(np.subtract(g, m, out=work), 1 - beta1, out=work)
-                v *= beta2
-                v += np.multiply(np.multiply(g, g, out=work), 1 - beta2, out=work)
+                step_size = lr / (1 - beta1 ** t)
+                bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+                param = writable_param(data)
                 if amsgrad:
-                    v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                denom = np.sqrt(v, out=work)
-                denom /= math.sqrt(1 - beta2 ** t)
-                denom += eps
-                add_scaled(data, np.divide(m, denom, out=work), -lr / (1 - beta1 ** t))
+                    _amsgrad_update(param, g, m, v, state["max_exp_avg_sq"], step_size,
+                                    beta1, beta2, eps, bias_correction2_sqrt)
+                else:
+                    adam_update(param, g, m, v, step_size=step_size, beta1=beta1, beta2=beta2,
+                                eps=eps, bias_correction2_sqrt=bias_correction2_sqrt)
+                if param is not data:
+                    data[...] = param
         return loss
+
+
+def _amsgrad_update(param: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+                    v_max: np.ndarray, step_size: float, beta1: float, beta2: float,
+                    eps: float, bias_correction2_sqrt: float) -> None:
+    """adam_update's formula with the running maximum of v in the denominator, in NumPy
+    (the kernel keeps no maximum). Every result goes through out=, so 0-d arrays stay
+    arrays."""
+    work = np.empty_like(param)
+    m *= beta1
+    m += np.multiply(g, 1 - beta1, out=work)
+    v *= beta2
+    v += np.multiply(np.multiply(g, g, out=work), 1 - beta2, out=work)
+    np.maximum(v_max, v, out=v_max)
+    denom = np.sqrt(v_max, out=work)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    update = np.multiply(m, step_size, out=np.empty_like(param))
+    update /= denom
+    param -= update
 
 
 class AdamW(Adam):

@@ -49,6 +49,19 @@ def add_scaled_kernel() -> Callable[[np.ndarray, np.ndarray, float], None]:
     return _add_scaled_numpy
 
 
+def writable_param(data: np.ndarray) -> np.ndarray:
+    """`data` itself when an update kernel can write it in place (C-contiguous, aligned,
+    writable), else a C-ordered copy, which the caller writes back (`data[...] = copy`)."""
+    return data if data.flags.carray else np.array(data, order="C")
+
+
+def grad_like(grad: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """The gradient in its parameter's dtype: a gradient set by hand may differ, and the
+    update kernels take one dtype per call."""
+    return grad if grad.dtype is data.dtype or grad.dtype == data.dtype else \
+        grad.astype(data.dtype)
+
+
 class Optimizer:
     """Base class: holds `param_groups`, `state` and `defaults`; subclasses define `step`
     and `_check_hyperparameters`.

@@ -6,7 +6,8 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, add_scaled_kernel, check_number
+from .. import backends
+from .optimizer import Optimizer, ParamsT, check_number, grad_like, writable_param
 
 
 class SGD(Optimizer):
@@ -18,6 +19,8 @@ class SGD(Optimizer):
         p = p - lr * d
 
     The state of a parameter is {'momentum_buffer': buf} once momentum has been used.
+    Each parameter is updated by one call of the active backend's `sgd_update` kernel
+    (compiled: a single pass over the parameter, its gradient and its buffer).
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0,
@@ -41,11 +44,11 @@ class SGD(Optimizer):
         """One update of every parameter that has a gradient; returns `closure()`'s loss
         when given (called first)."""
         loss = closure() if closure is not None else None
-        add_scaled = add_scaled_kernel()
+        sgd_update = backends.optional_kernel("sgd_update")
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-            sign = -1.0 if group["maximize"] else 1.0
+            maximize = group["maximize"]
             for p in group["params"]:
                 grad = p.grad
                 if grad is None:
@@ -53,33 +56,18 @@ class SGD(Optimizer):
                 data = p.data
                 if not isinstance(grad, np.ndarray) or grad.shape != data.shape:
                     raise self._bad_grad(p)
-                if not momentum:
-                    # p - lr * (g + wd * p) as two in-place passes: no temporary
-                    if weight_decay:
-                        add_scaled(data, data, -lr * weight_decay)
-                    add_scaled(data, grad, -lr * sign)
-                    continue
-                state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    # An array even for a 0-d parameter: the kernels write into it.
-                    buf = state["momentum_buffer"] = np.array(grad, dtype=data.dtype,
-                                                              order="C")
-                    if sign < 0:
-                        np.negative(buf, out=buf)
-                    if weight_decay:
-                        add_scaled(buf, data, weight_decay)
-                else:
-                    buf *= momentum
-                    add_scaled(buf, grad, sign * (1 - dampening))
-                    if weight_decay:
-                        add_scaled(buf, data, weight_decay * (1 - dampening))
-                if nesterov:
-                    # p - lr * (d + momentum * buf), d = sign * g + wd * p, term by term
-                    if weight_decay:
-                        add_scaled(data, data, -lr * weight_decay)
-                    add_scaled(data, grad, -lr * sign)
-                    add_scaled(data, buf, -lr * momentum)
-                else:
-                    add_scaled(data, buf, -lr)
+                buf, first = None, False
+                if momentum:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        # An array even for a 0-d parameter: the kernel writes into it.
+                        buf = state["momentum_buffer"] = np.empty(data.shape, data.dtype)
+                        first = True
+                param = writable_param(data)
+                sgd_update(param, grad_like(grad, data), buf, lr=lr, momentum=momentum,
+                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                           maximize=maximize, first=first)
+                if param is not data:
+                    data[...] = param
         return loss
