@@ -10,6 +10,7 @@ The bias gradient, a sum over rows, is a matrix-vector product with a vector of 
 
 Which BLAS, and whose threads run it, is cygrad/runtime.py's choice; the calls go through
 _runtime.h (gemm, gemv, axpy on either integer interface; small work on this thread).
+The compiled step's program (_plan.pxi) lives here too: its records call these loops.
 Until `use_blas` has run, every kernel raises.
 """
 from libc.stdint cimport int64_t
@@ -391,3 +392,6 @@ def add_scaled(cnp.ndarray out not None, cnp.ndarray x not None, double alpha):
             _axpy(<float*>op, <const float*>xp, <float>alpha, n)
         else:
             _axpy(<double*>op, <const double*>xp, alpha, n)
+
+
+include "_plan.pxi"

@@ -18,9 +18,9 @@ import numpy as np
 
 from .. import backends
 from .. import tensor as _tensor
-from ..optim import SGD
 from ..tensor import Tensor, is_grad_enabled
 from .plan import Node, Plan, Unsupported
+from .updates import updates_for
 
 __all__ = ["compile", "CompiledStep", "CompileWarning"]
 
@@ -130,9 +130,8 @@ class CompiledStep:
         self.optimizer.zero_grad()
         for t, g in plan.grads:
             t.grad = g
-        if plan.axpy is not None and _plain_sgd(self.optimizer):
-            _sgd_update(self.optimizer, plan)
-        else:
+        plan.updates = updates_for(self.optimizer, plan, plan.updates)
+        if plan.updates is None or not plan.updates.step(self.optimizer):
             self.optimizer.step()
 
     def _eager(self, arrays: List[np.ndarray]) -> Tensor:
@@ -230,35 +229,6 @@ def _check_loss(loss: Any) -> None:
     if not isinstance(loss, Tensor) or loss.data.size != 1:
         what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
         raise TypeError(f"fn: expected it to return a single-element loss Tensor, got {what}")
-
-
-def _plain_sgd(optimizer: Any) -> bool:
-    """Whether optimizer.step() is `p -= lr * grad` for every parameter: a cygrad SGD whose
-    groups have no momentum, weight decay or maximize (read at every step: a scheduler or
-    a user may change them)."""
-    if type(optimizer) is not SGD:
-        return False
-    for group in optimizer.param_groups:
-        if group["momentum"] or group["weight_decay"] or group["maximize"]:
-            return False
-    return True
-
-
-def _sgd_update(optimizer: Any, plan: Plan) -> None:
-    """SGD.step()'s update without momentum, as its own kernel call `add_scaled(data,
-    grad, -lr)`, calling the compiled axpy directly for the arrays the plan checked when
-    it was recorded (the backend's wrapper would check them again at every call)."""
-    axpy, checked, add_scaled = plan.axpy, plan.axpy_ids, plan.k.add_scaled
-    for group in optimizer.param_groups:
-        alpha = -group["lr"] * 1.0
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if id(p) in checked:
-                axpy.add_scaled(p.data, grad, alpha)
-            else:
-                add_scaled(p.data, grad, alpha)
 
 
 def _leaves_intact(plan: Plan) -> bool:

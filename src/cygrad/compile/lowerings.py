@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .plan import Call, Node, Plan, Unsupported
+from .plan import Node, Plan, Record, Step, Unsupported
 
 
 class _Closure(dict):
@@ -32,44 +32,19 @@ def _nonlocals(node: Node) -> dict:
 
 
 
-def _compiled(plan: Plan, inputs: Sequence[Optional[np.ndarray]],
-              outputs: Sequence[Optional[np.ndarray]], name: str) -> Optional[object]:
-    """The cython backend's compiled module (`name`: '_linear' or '_elementwise') when
-    every array is 2-D, C-contiguous, aligned, of one dtype and no output overlaps
-    another array: the checks the backend makes on every call, made once here (the
-    arrays are fixed for the plan's life), so a replay calls the loop directly, exactly
-    as the backend's fast path does. None otherwise: the replay calls the backend."""
-    module = getattr(plan.k, name, None) if getattr(plan.k, "name", "") == "cython" else None
-    arrays = [a for a in list(inputs) + list(outputs) if a is not None]
-    if module is None or not arrays:
-        return None
-    dtype = arrays[0].dtype
-    for a in arrays:
-        if a.__class__ is not np.ndarray or a.dtype != dtype or a.ndim != 2 \
-                or not (a.flags.c_contiguous and a.flags.aligned):
-            return None
-    for out in (o for o in outputs if o is not None):
-        if not out.flags.writeable:
-            return None
-        others = [a for a in arrays if a is not out]
-        if any(np.may_share_memory(out, a) for a in others):
-            return None
-    return module
-
-
-def _linear_forward(plan: Plan, node: Node) -> Call:
+def _linear_forward(plan: Plan, node: Node) -> Step:
     k, value = plan.k, plan.value
     x, w = (value[id(p)] for p in node.parents[:2])
     b = value[id(node.parents[2])] if len(node.parents) == 3 else None
     y = value[id(node.out)]
-    direct = _compiled(plan, (x, w), (y,), "_linear")
-    if direct is not None and (b is None or (b.dtype == y.dtype and b.ndim == 1 and
-                                             b.flags.c_contiguous and b.flags.aligned)):
-        return lambda: direct.linear_forward(x, w, b, y)
+    if plan.native(x, w, outputs=(y,), ndim=2) and (b is None or plan.native(b, y)):
+        if b is None:
+            return Record("product", x, w, y, False, True, False)
+        return [Record("fill_rows", b, y), Record("product", x, w, y, False, True, True)]
     return lambda: k.linear_forward(x, w, b, out=y)
 
 
-def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     k, value = plan.k, plan.value
     x, w = (value[id(p)] for p in node.parents[:2])
     parents = list(node.parents) + [None] * (3 - len(node.parents))
@@ -78,17 +53,21 @@ def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     accumulate = any(acc for _, acc in slots)
     fresh = [buffer for buffer, acc in slots if buffer is not None and not acc]
     grad_x, grad_w, grad_b = (buffer for buffer, _ in slots)
-    calls: List[Call] = []
-    if accumulate:  # one flag for all three: zero the ones this pass writes first
-        calls += [lambda buffer=buffer: buffer.fill(0) for buffer in fresh]
-    direct = _compiled(plan, (g, x, w), (grad_x, grad_w), "_linear")
-    if direct is not None and (grad_b is None or not any(
-            np.may_share_memory(grad_b, a) for a in (g, x, w, grad_x, grad_w)
-            if a is not None)):
-        calls.append(lambda: direct.linear_backward(g, x, w, grad_x, grad_w, accumulate))
+    calls: List[Step] = []
+    if plan.native(g, x, w, outputs=(grad_x, grad_w), ndim=2) and (
+            grad_b is None or plan.native(g, x, w, grad_x, grad_w, outputs=(grad_b,))):
+        # one flag for all three, as the eager op: zero the ones this pass writes first
+        if accumulate:
+            calls += [Record("zero", buffer) for buffer in fresh]
+        if grad_x is not None:  # grad_x (+)= g @ w
+            calls.append(Record("product", g, w, grad_x, False, False, accumulate))
+        if grad_w is not None:  # grad_w (+)= g.T @ x
+            calls.append(Record("product", g, x, grad_w, True, False, accumulate))
         if grad_b is not None:
-            calls.append(lambda: direct.bias_backward(g, grad_b, accumulate))
+            calls.append(Record("bias_backward", g, grad_b, accumulate))
         return calls
+    if accumulate:
+        calls += [lambda buffer=buffer: buffer.fill(0) for buffer in fresh]
     calls.append(lambda: k.linear_backward(
         g, x, w, grad_x=grad_x, grad_w=grad_w, grad_b=grad_b, accumulate=accumulate,
         need_grad_x=grad_x is not None, need_grad_w=grad_w is not None,
@@ -96,32 +75,35 @@ def _linear_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return calls
 
 
-def _sigmoid_forward(plan: Plan, node: Node) -> Call:
+# Above this many elements the eager element-wise kernels split the loop over threads; a
+# Record runs on the calling thread, so larger ones stay calls into the backend.
+_ONE_THREAD_MAX = 1 << 18
+
+
+def _sigmoid_forward(plan: Plan, node: Node) -> Step:
     k, x, y = plan.k, plan.value[id(node.parents[0])], plan.value[id(node.out)]
-    direct = _compiled(plan, (x,), (y,), "_elementwise")
-    if direct is not None:
-        return lambda: direct.sigmoid_forward(x, y)
+    if y.size < _ONE_THREAD_MAX and plan.native(x, outputs=(y,)):
+        return Record("sigmoid", x, y)
     return lambda: k.sigmoid_forward(x, out=y)
 
 
-def _sigmoid_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _sigmoid_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a = node.parents[0]
     if not a.requires_grad:
         return []
     k, y = plan.k, plan.value[id(node.out)]
     out, accumulate = plan.slot(a)
-    direct = _compiled(plan, (g, y), (out,), "_elementwise")
-    if direct is not None:
-        return [lambda: direct.sigmoid_backward(g, y, out, accumulate)]
+    if out.size < _ONE_THREAD_MAX and plan.native(g, y, outputs=(out,)):
+        return [Record("sigmoid_backward", g, y, out, accumulate)]
     return [lambda: k.sigmoid_backward(g, y, out=out, accumulate=accumulate)]
 
 
-def _tanh_forward(plan: Plan, node: Node) -> Call:
+def _tanh_forward(plan: Plan, node: Node) -> Step:
     x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
     return lambda: np.tanh(x, out=y)
 
 
-def _tanh_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _tanh_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a = node.parents[0]
     if not a.requires_grad:
         return []
@@ -135,16 +117,21 @@ def _tanh_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return [local, plan.send(a, t)]
 
 
-def _relu_forward(plan: Plan, node: Node) -> Call:
+def _relu_forward(plan: Plan, node: Node) -> Step:
     x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
+    if plan.native(x, outputs=(y,)):
+        return Record("relu", x, y)
     return lambda: np.maximum(x, 0, out=y)
 
 
-def _relu_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _relu_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a = node.parents[0]
     if not a.requires_grad:
         return []
     x = plan.value[id(a)]
+    if plan.native(g, x, outputs=(plan.grad_buffer(a),)):
+        out, accumulate = plan.slot(a)
+        return [Record("relu_backward", g, x, out, accumulate)]
     t, mask = plan.scratch(g), plan.scratch(x, bool)
 
     def local() -> None:  # a mask, not a product: 0 * inf would be nan
@@ -154,13 +141,13 @@ def _relu_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return [local, plan.send(a, t)]
 
 
-def _unary_forward(plan: Plan, node: Node) -> Call:
+def _unary_forward(plan: Plan, node: Node) -> Step:
     x, y = plan.value[id(node.parents[0])], plan.value[id(node.out)]
     ufunc = np.exp if node.op == "exp" else np.negative
     return lambda: ufunc(x, out=y)
 
 
-def _unary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _unary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a = node.parents[0]
     if not a.requires_grad:
         return []
@@ -172,17 +159,26 @@ def _unary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
 
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+_OPERATOR = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
-def _binary_forward(plan: Plan, node: Node) -> Call:
+def _elementwise(plan: Plan, op: str, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> Step:
+    """out = a (op) b: a Record for operands of out's shape (no broadcasting), else the
+    ufunc; either way IEEE's one rounding per element, so the same bits."""
+    if a.shape == b.shape == out.shape and plan.native(a, b, outputs=(out,)):
+        return Record("binary", _OPERATOR[op], a, b, out)
+    ufunc = _BINARY[op]
+    return lambda: ufunc(a, b, out=out)
+
+
+def _binary_forward(plan: Plan, node: Node) -> Step:
     a, b = (plan.value[id(p)] for p in node.parents)
-    y, ufunc = plan.value[id(node.out)], _BINARY[node.op]
-    return lambda: ufunc(a, b, out=y)
+    return _elementwise(plan, node.op, a, b, plan.value[id(node.out)])
 
 
-def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a, b = node.parents
-    calls: List[Call] = []
+    calls: List[Step] = []
     for first, (t, other) in ((True, (a, b)), (False, (b, a))):  # x * x: t is both
         if not t.requires_grad:
             continue
@@ -193,8 +189,7 @@ def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
         if node.op == "sub":
             calls.append(lambda s=scratch: np.negative(g, out=s))
         elif node.op == "div" and first:  # d(a/b)/da = 1/b
-            o = plan.value[id(other)]
-            calls.append(lambda s=scratch, o=o: np.divide(g, o, out=s))
+            calls.append(_elementwise(plan, "div", g, plan.value[id(other)], scratch))
         elif node.op == "div":  # d(a/b)/db = -a/b^2, as eager: (-g * out) / b
             y = plan.value[id(node.out)]
 
@@ -204,13 +199,12 @@ def _binary_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
                 np.divide(s, b, out=s)
             calls.append(local)
         else:  # d(ab)/da = b
-            o = plan.value[id(other)]
-            calls.append(lambda s=scratch, o=o: np.multiply(g, o, out=s))
+            calls.append(_elementwise(plan, "mul", g, plan.value[id(other)], scratch))
         calls.append(plan.send(t, scratch))
     return calls
 
 
-def _reduction_forward(plan: Plan, node: Node) -> Call:
+def _reduction_forward(plan: Plan, node: Node) -> Step:
     names = _nonlocals(node)
     axes, keepdim = names["axes"], names["keepdim"]
     if node.op == "mean" and not names["count"]:
@@ -220,13 +214,13 @@ def _reduction_forward(plan: Plan, node: Node) -> Call:
     return lambda: reduce(x, axis=axes, keepdims=keepdim, out=y)
 
 
-def _reduction_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _reduction_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     a = node.parents[0]
     if not a.requires_grad:
         return []
     names = _nonlocals(node)
     axes, keepdim = names["axes"], names["keepdim"]
-    calls: List[Call] = []
+    calls: List[Step] = []
     share = g
     if node.op == "mean":
         count = np.asarray(names["count"], dtype=g.dtype)
@@ -246,10 +240,12 @@ def _mse_parts(plan: Plan, node: Node) -> tuple:
     return input, target, reduction, n
 
 
-def _mse_forward(plan: Plan, node: Node) -> Call:
+def _mse_forward(plan: Plan, node: Node) -> Step:
     input, target, reduction, n = _mse_parts(plan, node)
     x, t, y = plan.value[id(input)], plan.value[id(target)], plan.value[id(node.out)]
     diff = plan.saved[node] = plan.scratch(x)  # kept for the backward
+    if x.shape == t.shape and plan.native(x, t, outputs=(diff, y)):
+        return Record("mse", x, t, diff, y, reduction == "mean")
 
     def forward() -> None:
         np.subtract(x, t, out=diff)
@@ -258,11 +254,20 @@ def _mse_forward(plan: Plan, node: Node) -> Call:
     return forward
 
 
-def _mse_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _mse_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     input, target, reduction, n = _mse_parts(plan, node)
     diff = plan.saved[node]
+    if all(not t.requires_grad or (t.data.shape == diff.shape and plan.native(
+            g, diff, outputs=(plan.grad_buffer(t),))) for t in (input, target)):
+        records: List[Step] = []
+        for t, factor in ((input, 2.0), (target, -2.0)):
+            if t.requires_grad:  # (±2 * diff) * (g / n), as eager
+                out, accumulate = plan.slot(t)
+                records.append(Record("mse_backward", g, diff, out, factor,
+                                      reduction == "mean", accumulate))
+        return records
     scale = plan.scratch(g)
-    calls: List[Call] = [lambda: np.divide(g, n, out=scale) if reduction == "mean"
+    calls: List[Step] = [lambda: np.divide(g, n, out=scale) if reduction == "mean"
                          else np.copyto(scale, g)]
     for t, factor in ((input, 2), (target, -2)):
         if t.requires_grad:
@@ -275,7 +280,7 @@ def _mse_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return calls
 
 
-def _l2_forward(plan: Plan, node: Node) -> Call:
+def _l2_forward(plan: Plan, node: Node) -> Step:
     lam = _nonlocals(node)["lam"]
     arrays = [plan.value[id(p)] for p in node.parents]
     y = plan.value[id(node.out)]
@@ -285,9 +290,9 @@ def _l2_forward(plan: Plan, node: Node) -> Call:
     return forward
 
 
-def _l2_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
+def _l2_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     lam = _nonlocals(node)["lam"]
-    calls: List[Call] = []
+    calls: List[Step] = []
     for p in node.parents:
         if p.requires_grad:
             data, s = plan.value[id(p)], plan.scratch(p.data)
@@ -297,14 +302,14 @@ def _l2_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Call]:
     return calls
 
 
-LOWERINGS: Dict[str, Callable[[Plan, Node], Call]] = {
+LOWERINGS: Dict[str, Callable[[Plan, Node], Step]] = {
     "linear": _linear_forward, "sigmoid": _sigmoid_forward, "tanh": _tanh_forward,
     "relu": _relu_forward, "add": _binary_forward, "sub": _binary_forward,
     "mul": _binary_forward, "div": _binary_forward, "neg": _unary_forward,
     "exp": _unary_forward, "sum": _reduction_forward, "mean": _reduction_forward,
     "mse_loss": _mse_forward, "l2_penalty": _l2_forward,
 }
-BACKWARDS: Dict[str, Callable[[Plan, Node, np.ndarray], List[Call]]] = {
+BACKWARDS: Dict[str, Callable[[Plan, Node, np.ndarray], List[Step]]] = {
     "linear": _linear_backward, "sigmoid": _sigmoid_backward, "tanh": _tanh_backward,
     "relu": _relu_backward, "add": _binary_backward, "sub": _binary_backward,
     "mul": _binary_backward, "div": _binary_backward, "neg": _unary_backward,

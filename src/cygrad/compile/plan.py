@@ -1,5 +1,10 @@
-"""A recorded step as a plan: buffers allocated once, and flat lists of calls for the
-forward and the backward that write into them (each op's calls come from lowerings.py).
+"""A recorded step as a plan: buffers allocated once, and flat lists of steps for the
+forward and the backward that write into them (each op's steps come from lowerings.py).
+
+On the compiled backend the steps become one Program (csrc/_plan.pxi): records that call
+the eager ops' own loops, executed in one compiled loop with the GIL released, and the
+ops without a record as Python calls between them. On the reference backend every step
+is a Python call into the reference kernels, so the oracle checks the plan too.
 
 `Plan(...)` raises `Unsupported`, naming the op or the reason, for a step it cannot
 replay; the compiled step then runs eagerly. The backward's calls follow eager
@@ -9,13 +14,25 @@ and added into by the others, as grad_slot() decides in the eager graph.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..tensor import Tensor, _topological_order
 
 Call = Callable[[], None]
+
+
+class Record:
+    """A step of the compiled Program: `Program.<method>(*args)` appends it."""
+
+    __slots__ = ("method", "args")
+
+    def __init__(self, method: str, *args: object) -> None:
+        self.method, self.args = method, args
+
+
+Step = Union[Call, Record]
 
 
 class Unsupported(Exception):
@@ -33,8 +50,10 @@ class Node:
 
 
 class Plan:
-    """Buffers and calls for one input signature. `run()` replays forward and backward;
-    `grads` pairs each leaf that requires grad with the buffer holding its gradient."""
+    """Buffers and steps for one input signature. `run()` replays forward and backward;
+    `grads` pairs each leaf that requires grad with the buffer holding its gradient.
+    `program` is the compiled Program on the compiled backend, else None: lowerings emit
+    Records only when it exists."""
 
     def __init__(self, k: object, nodes: List[Node], inputs: List[Tensor], loss: Tensor):
         self.k = k
@@ -42,8 +61,10 @@ class Plan:
         self.grad: Dict[int, np.ndarray] = {}   # id(tensor) -> the buffer of its gradient
         self.written: Dict[int, bool] = {}      # during build: gradient written yet?
         self.saved: Dict[Node, np.ndarray] = {}  # an op's forward values its backward reads
-        self.forward: List[Call] = []
-        self.backward: List[Call] = []
+        self.program = _new_program(k)
+        self.updates: Any = None  # the optimizer's update records (updates.py), once made
+        self.forward: List[Step] = []
+        self.backward: List[Step] = []
         self.keep: List[Tensor] = []            # tensors whose ids key the dicts
         self.leaves: List[Tuple[Tensor, np.ndarray]] = []
         from .lowerings import BACKWARDS, LOWERINGS  # here: lowerings.py builds on Plan
@@ -58,16 +79,16 @@ class Plan:
                 raise Unsupported(f"'{node.op}'")
             self._own(node.out)
             self.value[id(node.out)] = np.empty_like(node.out.data)
-            self.forward.append(lower(self, node))
+            steps = lower(self, node)
+            self.forward.extend(steps if isinstance(steps, list) else [steps])
         if id(loss) not in self.value:
             raise Unsupported("the loss is not the result of an op on the inputs")
         self.loss = self.value[id(loss)]
         self._build_backward(nodes, loss, BACKWARDS)
         self.grads = [(t, self.grad[id(t)]) for t, _ in self.leaves if id(t) in self.grad]
-        # leaves whose update `data += alpha * grad` may call the compiled axpy directly
-        self.axpy = getattr(k, "_linear", None) if getattr(k, "name", "") == "cython" \
-            else None
-        self.axpy_ids = {id(t) for t, g in self.grads if _writable_like(t.data, g)}
+        if self.program is not None:
+            for step in self.forward + self.backward:
+                _append(self.program, step)
 
     # -- buffers ------------------------------------------------------------------------
     def _own(self, t: Tensor) -> None:
@@ -87,14 +108,14 @@ class Plan:
         self.value[id(t)] = t.data  # a leaf: read in place, so in-place edits are seen
         self.leaves.append((t, t.data))
 
-    def _grad_buffer(self, t: Tensor) -> np.ndarray:
+    def grad_buffer(self, t: Tensor) -> np.ndarray:
         if id(t) not in self.grad:
             self.grad[id(t)] = np.zeros(t.data.shape, t.data.dtype)
         return self.grad[id(t)]
 
     def slot(self, t: Tensor) -> Tuple[np.ndarray, bool]:
         """(buffer, accumulate) for the next gradient written into `t`, as grad_slot()."""
-        buffer = self._grad_buffer(t)
+        buffer = self.grad_buffer(t)
         accumulate = self.written.get(id(t), False)
         self.written[id(t)] = True
         return buffer, accumulate
@@ -102,12 +123,37 @@ class Plan:
     def scratch(self, like: np.ndarray, dtype: object = None) -> np.ndarray:
         return np.empty(like.shape, like.dtype if dtype is None else dtype)
 
-    def send(self, t: Tensor, g: np.ndarray) -> Call:
-        """The call that adds gradient `g` (a buffer or view) into `t`, reducing the axes
+    def native(self, *arrays: Optional[np.ndarray], outputs: Sequence[Any] = (),
+               ndim: Optional[int] = None) -> bool:
+        """Whether a Record may stand for the op on these arrays (inputs, then `outputs`):
+        there is a Program, and every array is a C-contiguous, aligned ndarray of one
+        dtype (of `ndim` dimensions when given), the outputs writable and overlapping no
+        other array: the checks the backend makes on every call, made once here."""
+        if self.program is None:
+            return False
+        given = [a for a in list(arrays) + list(outputs) if a is not None]
+        if not given:
+            return False
+        dtype = given[0].dtype
+        for a in given:
+            if a.__class__ is not np.ndarray or a.dtype != dtype or \
+                    not (a.flags.c_contiguous and a.flags.aligned) or \
+                    (ndim is not None and a.ndim != ndim):
+                return False
+        for out in (o for o in outputs if o is not None):
+            if not out.flags.writeable or any(
+                    np.may_share_memory(out, a) for a in given if a is not out):
+                return False
+        return True
+
+    def send(self, t: Tensor, g: np.ndarray) -> Step:
+        """The step that adds gradient `g` (a buffer or view) into `t`, reducing the axes
         `t` was broadcast along as ops._common.send does."""
         out, accumulate = self.slot(t)
         shape = t.data.shape
         if g.shape == shape:
+            if self.native(g, outputs=(out,)):
+                return Record("copy", g, out, accumulate)
             if accumulate:
                 return lambda: np.add(out, g, out=out)
             return lambda: np.copyto(out, g)
@@ -116,6 +162,8 @@ class Plan:
         if len(shape) and lead > 0 and g.shape[lead:] == shape:
             rows = g.reshape(math.prod(g.shape[:lead]), t.data.size)
             flat = out.reshape(-1)
+            if self.native(rows, outputs=(flat,)):
+                return Record("bias_backward", rows, flat, accumulate)
             return lambda: k.bias_backward(rows, out=flat, accumulate=accumulate)
         stretched = tuple(lead + i for i, n in enumerate(shape)
                           if n == 1 and g.shape[lead + i] != 1)
@@ -131,10 +179,11 @@ class Plan:
         if loss.data.size != 1:
             raise Unsupported(f"the loss has shape {loss.shape}, not a single element")
         by_id = {id(n.out): n for n in nodes}
-        seed = self._grad_buffer(loss)
+        seed = self.grad_buffer(loss)
         self.written[id(loss)] = True
         seed_value = np.ones(loss.shape, loss.dtype)
-        self.backward.append(lambda: np.copyto(seed, seed_value))
+        self.backward.append(Record("copy", seed_value, seed, False) if self.native(
+            seed_value, outputs=(seed,)) else lambda: np.copyto(seed, seed_value))
         # eager backward()'s order, so gradients meeting at a fork add up in its order
         for tensor in reversed(_topological_order(loss)):
             node = by_id.get(id(tensor))
@@ -144,14 +193,23 @@ class Plan:
                 self.backward.extend(backwards[node.op](self, node, self.grad[id(tensor)]))
 
     def run(self) -> None:
+        if self.program is not None:
+            self.program.run()
+            return
         for call in self.forward:
-            call()
+            call()  # type: ignore[operator]  (no Records without a Program)
         for call in self.backward:
-            call()
+            call()  # type: ignore[operator]
 
 
-def _writable_like(data: np.ndarray, grad: np.ndarray) -> bool:
-    flags = data.flags
-    return data.__class__ is np.ndarray and data.dtype == grad.dtype and \
-        flags.c_contiguous and flags.aligned and flags.writeable and \
-        not np.may_share_memory(data, grad)
+def _new_program(k: object) -> Any:
+    """A compiled Program on the compiled backend, else None."""
+    linear = getattr(k, "_linear", None) if getattr(k, "name", "") == "cython" else None
+    return None if linear is None else linear.Program()
+
+
+def _append(program: Any, step: Step) -> None:
+    if isinstance(step, Record):
+        getattr(program, step.method)(*step.args)
+    else:
+        program.call(step)

@@ -1,0 +1,100 @@
+"""The optimizer's step as compiled records: one fused loop per parameter (csrc/_update.h,
+the loops the eager SGD and Adam call), with no Python per parameter beyond setting its
+hyperparameters.
+
+Each call reads the groups' hyperparameters afresh (a scheduler or a user may change them
+between steps) and checks that the optimizer's parameters and state arrays are the ones
+the records point into (`load_state_dict` replaces them); anything else runs
+`optimizer.step()` itself: SGD's first step with momentum (it makes the buffer), Adam with
+amsgrad, maximize or L2 weight decay, other optimizers, and a parameter without a
+gradient in the plan.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..optim import SGD, Adam, AdamW
+from .plan import Plan
+
+
+class Updates:
+    """The update records of one optimizer over one plan's gradients."""
+
+    def __init__(self, program: Any, key: tuple, records: List[Tuple[Any, int, int]]):
+        self.program, self.key = program, key
+        self.records = records  # (parameter, group index, record index)
+
+    def step(self, optimizer: Any) -> bool:
+        """Set each record's hyperparameters and run them; False (nothing done) where the
+        records cannot do this step."""
+        groups = optimizer.param_groups
+        if type(optimizer) is SGD:
+            if not all(_sgd_ready(optimizer, groups[i], p) for p, i, _ in self.records):
+                return False
+            for p, i, index in self.records:
+                g = groups[i]
+                self.program.set_sgd(index, g["lr"], g["momentum"], 1 - g["dampening"],
+                                     g["weight_decay"], -1.0 if g["maximize"] else 1.0,
+                                     g["nesterov"], False)
+        else:
+            if not all(_adam_ready(g) for g in groups):
+                return False
+            state = optimizer.state
+            for p, i, index in self.records:
+                g = groups[i]
+                if g["weight_decay"]:  # decoupled (AdamW): p *= 1 - lr * weight_decay
+                    p.data *= 1 - g["lr"] * g["weight_decay"]
+                s = state[p]
+                s["step"] += 1
+                t, (beta1, beta2) = s["step"], g["betas"]
+                self.program.set_adam(index, g["lr"] / (1 - beta1 ** t), beta1, 1 - beta1,
+                                      beta2, 1 - beta2, g["eps"],
+                                      math.sqrt(1 - beta2 ** t))
+        self.program.run()
+        return True
+
+
+def updates_for(optimizer: Any, plan: Plan, cached: Optional[Updates]) -> Optional[Updates]:
+    """The update records for `optimizer` over `plan` (`cached` when still valid), or None
+    where optimizer.step() must run."""
+    if plan.program is None or type(optimizer) not in (SGD, Adam, AdamW):
+        return None
+    key = _key(optimizer)
+    if cached is not None and cached.key == key:
+        return cached
+    grads: Dict[int, np.ndarray] = {id(t): g for t, g in plan.grads}
+    program = type(plan.program)()
+    records = []
+    for i, group in enumerate(optimizer.param_groups):
+        for p in group["params"]:
+            grad, state = grads.get(id(p)), optimizer.state.get(p, {})
+            if grad is None or not plan.native(grad, outputs=(p.data,)):
+                return None
+            if type(optimizer) is SGD:
+                index = program.sgd(p.data, grad, state.get("momentum_buffer"))
+            elif "exp_avg" in state and "exp_avg_sq" in state:
+                index = program.adam(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
+            else:
+                return None
+            records.append((p, i, index))
+    return Updates(program, key, records)
+
+
+def _key(optimizer: Any) -> tuple:
+    """What the records point into: each parameter's array and its state's arrays."""
+    state = optimizer.state
+    return tuple((id(p), id(p.data), tuple(
+        id(v) for v in state[p].values() if isinstance(v, np.ndarray)) if p in state else ())
+        for group in optimizer.param_groups for p in group["params"])
+
+
+def _sgd_ready(optimizer: Any, group: dict, p: Any) -> bool:
+    return not group["momentum"] or "momentum_buffer" in optimizer.state.get(p, {})
+
+
+def _adam_ready(group: dict) -> bool:
+    return not group["amsgrad"] and not group["maximize"] and (
+        not group["weight_decay"] or group["decoupled_weight_decay"])

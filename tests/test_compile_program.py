@@ -1,0 +1,204 @@
+"""The compiled step's Program (csrc/_plan.pxi): each record gives the eager kernel's
+result bit for bit, a plain MLP step replays with no Python call between its records, and
+SGD's and Adam's updates run as records where they can and through `optimizer.step()`
+where they cannot."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import cygrad as cg
+from cygrad import functional as F
+from cygrad import kernels
+
+_linear = pytest.importorskip("cygrad._linear")  # the compiled backend's module
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(autouse=True)
+def cython_backend():
+    with cg.use_backend("cython"):
+        yield
+
+
+def _run(build):
+    program = _linear.Program()
+    build(program)
+    program.run()
+    return program
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 7), (5, 3), (33, 17), (0, 4)])
+def test_records_equal_the_eager_kernels(rng, dtype, shape):
+    rows, cols = shape
+    a = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    a.flat[:3] = [0, np.nan, -0.0][:a.size]
+    w = rng.standard_normal((4, cols)).astype(dtype)
+    bias = rng.standard_normal(4).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    outs = {name: np.full(s, 7, dtype) for name, s in [
+        ("linear", (rows, 4)), ("sigmoid", shape), ("dsigmoid", shape), ("relu", shape),
+        ("drelu", shape), ("bias", (cols,)), ("sum", shape), ("prod", shape),
+        ("quot", shape), ("copy", shape), ("gw", (4, cols))]}
+    g4 = rng.standard_normal((rows, 4)).astype(dtype)
+
+    def build(p):
+        p.fill_rows(bias, outs["linear"])
+        p.product(a, w, outs["linear"], False, True, True)
+        p.sigmoid(a, outs["sigmoid"])
+        p.sigmoid_backward(b, y, outs["dsigmoid"], True)
+        p.relu(a, outs["relu"])
+        p.relu_backward(b, a, outs["drelu"], False)
+        p.bias_backward(a, outs["bias"], True)
+        p.binary("+", a, b, outs["sum"])
+        p.binary("*", a, b, outs["prod"])
+        p.binary("/", a, b, outs["quot"])
+        p.copy(a, outs["copy"], True)
+        p.product(g4, a, outs["gw"], True, False, False)
+    program = _run(build)
+    assert program.python_calls == 0 and len(program) == 12
+
+    def same(got, want):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    same(outs["linear"], kernels.linear_forward(a, w, bias))
+    same(outs["sigmoid"], kernels.sigmoid_forward(a))
+    seven = np.full(shape, 7, dtype)
+    kernels.sigmoid_backward(b, y, out=seven, accumulate=True)
+    same(outs["dsigmoid"], seven)
+    same(outs["relu"], np.maximum(a, 0))
+    same(outs["drelu"], np.where(a <= 0, 0, b).astype(dtype))
+    bias_sum = np.full(cols, 7, dtype)
+    kernels.bias_backward(a, out=bias_sum, accumulate=True)
+    same(outs["bias"], bias_sum)
+    with np.errstate(all="ignore"):
+        same(outs["sum"], a + b)
+        same(outs["prod"], a * b)
+        same(outs["quot"], a / b)
+    same(outs["copy"], 7 + a)
+    same(outs["gw"], kernels.linear_backward(g4, a, w, need_grad_x=False,
+                                             need_grad_b=False)[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mean", [True, False])
+def test_mse_records_equal_the_eager_loss(rng, dtype, mean):
+    x = cg.Tensor(rng.standard_normal((6, 3)).astype(dtype), requires_grad=True)
+    t = cg.Tensor(rng.standard_normal((6, 3)).astype(dtype), requires_grad=True)
+    loss = F.mse_loss(x, t, reduction="mean" if mean else "sum")
+    loss.backward()
+    diff, out = np.empty((6, 3), dtype), np.empty((), dtype)
+    g = np.array(1, dtype)  # the loss's gradient, as backward() seeds it
+    gx, gt = np.empty((6, 3), dtype), np.full((6, 3), 2, dtype)
+
+    def build(p):
+        p.mse(x.data, t.data, diff, out, mean)
+        p.mse_backward(g, diff, gx, 2.0, mean, False)
+        p.mse_backward(g, diff, gt, -2.0, mean, True)
+    _run(build)
+    np.testing.assert_allclose(out, loss.data, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(gx, x.grad)
+    np.testing.assert_array_equal(gt, 2 + t.grad)
+
+
+def test_records_refuse_bad_arrays():
+    program = _linear.Program()
+    a = np.zeros((3, 4), np.float32)
+    with pytest.raises(TypeError, match="dtype"):
+        program.sigmoid(a, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="elements"):
+        program.sigmoid(a, np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        program.sigmoid(a, np.zeros((4, 3), np.float32).T)
+    readonly = np.zeros((3, 4), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        program.relu(a, readonly)
+    with pytest.raises(ValueError, match="operator"):
+        program.binary("%", a, a, np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="shapes"):
+        program.product(a, a, np.zeros((3, 3), np.float32), False, False, False)
+    with pytest.raises(IndexError):
+        program.set_sgd(0, 0.1, 0, 1, 0, 1, False, False)
+    assert len(program) == 0
+
+
+def _mlp(activation, dtype=np.float32):
+    cg.manual_seed(0)
+    return cg.nn.Sequential(cg.nn.Linear(12, 16, dtype=dtype), activation(),
+                            cg.nn.Linear(16, 4, dtype=dtype))
+
+
+@pytest.mark.parametrize("activation", [cg.nn.Sigmoid, cg.nn.ReLU])
+@pytest.mark.parametrize("make_optimizer", [
+    lambda ps: cg.optim.SGD(ps, lr=0.1),
+    lambda ps: cg.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    lambda ps: cg.optim.Adam(ps, lr=1e-2),
+    lambda ps: cg.optim.AdamW(ps, lr=1e-2),
+], ids=["sgd", "nesterov", "adam", "adamw"])
+def test_mlp_step_replays_without_python(rng, activation, make_optimizer):
+    model = _mlp(activation)
+    opt = make_optimizer(model.parameters())
+    step = cg.compile(lambda x, y: F.mse_loss(model(x), y), opt, strict=True)
+    x = rng.standard_normal((8, 12)).astype(np.float32)
+    y = rng.standard_normal((8, 4)).astype(np.float32)
+    for _ in range(3):
+        step(x, y)
+    (plan,) = step._plans.values()
+    assert plan.program.python_calls == 0
+    assert plan.updates is not None and plan.updates.program.python_calls == 0
+    assert len(plan.updates.records) == 4
+
+
+def test_updates_fall_back_where_records_cannot(rng):
+    """Adam with amsgrad runs optimizer.step(); results equal the eager step's."""
+    eager, compiled = _mlp(cg.nn.Sigmoid), _mlp(cg.nn.Sigmoid)
+    opts = [cg.optim.Adam(m.parameters(), lr=1e-2, amsgrad=True) for m in (eager, compiled)]
+    step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opts[1], strict=True)
+    x = rng.standard_normal((8, 12)).astype(np.float32)
+    y = rng.standard_normal((8, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(20):
+            opts[0].zero_grad()
+            F.mse_loss(eager(cg.Tensor(x)), cg.Tensor(y)).backward()
+            opts[0].step()
+            step(x, y)
+    (plan,) = step._plans.values()
+    assert plan.updates is not None and not plan.updates.step(opts[1])  # refused
+    for p, q in zip(eager.parameters(), compiled.parameters()):
+        np.testing.assert_array_equal(q.data, p.data)
+        assert opts[1].state[q]["step"] == opts[0].state[p]["step"] == 20
+
+
+def test_state_replaced_by_load_state_dict_is_seen(rng):
+    """load_state_dict gives the optimizer new state arrays: the records are rebuilt on
+    them, so the loaded moments are the ones updated."""
+    eager, compiled = _mlp(cg.nn.ReLU), _mlp(cg.nn.ReLU)
+    opts = [cg.optim.Adam(m.parameters(), lr=1e-2) for m in (eager, compiled)]
+    step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opts[1], strict=True)
+    x = rng.standard_normal((8, 12)).astype(np.float32)
+    y = rng.standard_normal((8, 4)).astype(np.float32)
+
+    def eager_step():
+        opts[0].zero_grad()
+        F.mse_loss(eager(cg.Tensor(x)), cg.Tensor(y)).backward()
+        opts[0].step()
+    for _ in range(5):
+        eager_step()
+        step(x, y)
+    saved = opts[0].state_dict()
+    for _ in range(5):
+        eager_step()
+    opts[1].load_state_dict(opts[0].state_dict())
+    compiled.load_state_dict(eager.state_dict())
+    for _ in range(5):
+        eager_step()
+        step(x, y)
+    for p, q in zip(eager.parameters(), compiled.parameters()):
+        np.testing.assert_array_equal(q.data, p.data)
+    assert saved  # the state dict round trip itself is tested in test_optim_api.py
