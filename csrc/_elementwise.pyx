@@ -225,12 +225,30 @@ def sigmoid_backward(cnp.ndarray g not None, cnp.ndarray y not None, cnp.ndarray
 
 # The optimizers' updates: one pass per parameter on the calling thread. They are
 # memory-bound, and a parameter is rarely large enough for a team of threads to pay.
+# These functions check everything the shared checks do (arrays of one dtype and shape,
+# the written ones C-contiguous, aligned, writable and disjoint; scalars exactly Python
+# floats or ints, flags exactly True or False), only more tersely, and before anything is
+# written: backends/cython.py calls them first and words the error only when they refuse.
 
-cdef int _written(object a, int typenum, Py_ssize_t n, str name) except -1:
-    """`a` is an array the update writes: the dtype and size of p, C-contiguous, aligned,
-    writable."""
-    if _float_type(a, name) != typenum or cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
-        raise ValueError(f"{name}: expected the dtype and size of p")
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef int i, nd = cnp.PyArray_NDIM(a)
+    if nd != cnp.PyArray_NDIM(b):
+        return False
+    for i in range(nd):
+        if cnp.PyArray_DIMS(a)[i] != cnp.PyArray_DIMS(b)[i]:
+            return False
+    return True
+
+
+cdef int _like_p(object a, cnp.ndarray p, int typenum, str name) except -1:
+    if _float_type(a, name) != typenum or not _same_shape(<cnp.ndarray>a, p):
+        raise ValueError(f"{name}: expected the dtype and shape of p")
+    return 0
+
+
+cdef int _written(object a, cnp.ndarray p, int typenum, str name) except -1:
+    """`a` is an array the update writes: like p, C-contiguous, aligned, writable."""
+    _like_p(a, p, typenum, name)
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
             and cnp.PyArray_ISWRITEABLE(arr)):
@@ -252,72 +270,94 @@ cdef int _disjoint(cnp.ndarray a, cnp.ndarray b, str name, str other) except -1:
     return 0
 
 
-cdef cnp.ndarray _gradient(cnp.ndarray g, int typenum, Py_ssize_t n, tuple written):
-    """g as the loop reads it: C-contiguous, aligned, and a copy if it shares memory with
-    an array the update writes (so it is read as it was when the call began)."""
-    g = _input(g, typenum, n, "g")
+cdef cnp.ndarray _gradient(object g, cnp.ndarray p, int typenum, tuple written):
+    """g as the loop reads it: like p, C-contiguous and aligned, and a copy if it shares
+    memory with an array the update writes (so it is read as it was when the call began)."""
+    _like_p(g, p, typenum, "g")
+    cdef cnp.ndarray arr = <cnp.ndarray>g
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
     for a in written:
-        if a is not None and _overlap(g, <cnp.ndarray>a):
-            return cnp.PyArray_NewCopy(g, cnp.NPY_CORDER)
-    return g
+        if a is not None and _overlap(arr, <cnp.ndarray>a):
+            return cnp.PyArray_NewCopy(arr, cnp.NPY_CORDER)
+    return arr
 
 
-def sgd_update(cnp.ndarray p not None, cnp.ndarray g not None, object buf, double lr,
-               double momentum, double one_minus_dampening, double weight_decay,
-               double sign, bint nesterov, bint first):
+cdef double _real(object x, str name) except? -1:
+    # Exactly float or int: a bool or a NumPy scalar is the shared checks' to judge.
+    if type(x) is float or type(x) is int:
+        return x
+    raise TypeError(f"{name}: expected a Python float or int")
+
+
+cdef bint _flag(object x, str name) except -1:
+    if x is True or x is False:
+        return x is True
+    raise TypeError(f"{name}: expected True or False")
+
+
+def sgd_update(cnp.ndarray p not None, g, buf, lr, momentum, dampening, weight_decay,
+               nesterov, maximize, first):
     """torch.optim.SGD's update of p (and of buf when momentum != 0), in place, one pass
-    (_update.h states the formula). Scalars are rounded to p's dtype; buf may be None when
-    momentum == 0 and is then not touched."""
+    (_update.h states the formula). Scalars are rounded to p's dtype, 1 - dampening after
+    it is computed in double. buf may be None when momentum == 0 and is then not
+    touched."""
     cdef int t = _float_type(p, "p")
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _written(p, t, n, "p")
+    _written(p, p, t, "p")
+    cdef double lr_, momentum_ = _real(momentum, "momentum")
+    cdef double one_minus_dampening = 1.0 - _real(dampening, "dampening")
+    cdef double weight_decay_ = _real(weight_decay, "weight_decay")
+    lr_ = _real(lr, "lr")
+    cdef bint nesterov_ = _flag(nesterov, "nesterov"), first_ = _flag(first, "first")
+    cdef double sign = -1.0 if _flag(maximize, "maximize") else 1.0
     cdef void* bp = NULL
-    if momentum != 0:
-        if buf is None:
-            raise ValueError("buf: required when momentum != 0")
-        _written(buf, t, n, "buf")
+    if buf is not None:
+        _written(buf, p, t, "buf")
         _disjoint(<cnp.ndarray>buf, p, "buf", "p")
         bp = cnp.PyArray_DATA(<cnp.ndarray>buf)
-    else:
-        buf = None
-    g = _gradient(g, t, n, (p, buf))
+    elif momentum_ != 0:
+        raise ValueError("buf: required when momentum != 0")
+    cdef cnp.ndarray gc = _gradient(g, p, t, (p, buf))
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
     cdef void* pp = cnp.PyArray_DATA(p)
-    cdef const void* gp = cnp.PyArray_DATA(g)
+    cdef const void* gp = cnp.PyArray_DATA(gc)
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            cg_sgd_f(n, <float*>pp, <const float*>gp, <float*>bp, <float>lr, <float>momentum,
-                     <float>one_minus_dampening, <float>weight_decay, <float>sign, nesterov,
-                     first)
+            cg_sgd_f(n, <float*>pp, <const float*>gp, <float*>bp, <float>lr_,
+                     <float>momentum_, <float>one_minus_dampening, <float>weight_decay_,
+                     <float>sign, nesterov_, first_)
         else:
-            cg_sgd_d(n, <double*>pp, <const double*>gp, <double*>bp, lr, momentum,
-                     one_minus_dampening, weight_decay, sign, nesterov, first)
+            cg_sgd_d(n, <double*>pp, <const double*>gp, <double*>bp, lr_, momentum_,
+                     one_minus_dampening, weight_decay_, sign, nesterov_, first_)
 
 
-def adam_update(cnp.ndarray p not None, cnp.ndarray g not None, cnp.ndarray m not None,
-                cnp.ndarray v not None, double step_size, double beta1,
-                double one_minus_beta1, double beta2, double one_minus_beta2, double eps,
-                double bias_correction2_sqrt):
+def adam_update(cnp.ndarray p not None, g, m, v, step_size, beta1, beta2, eps,
+                bias_correction2_sqrt):
     """Adam's update of m, v and p, in place, one pass (_update.h states the formula).
-    Scalars are rounded to p's dtype."""
+    Scalars are rounded to p's dtype, 1 - beta1 and 1 - beta2 after they are computed in
+    double."""
     cdef int t = _float_type(p, "p")
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
-    _written(p, t, n, "p")
-    _written(m, t, n, "m")
-    _written(v, t, n, "v")
+    _written(p, p, t, "p")
+    _written(m, p, t, "m")
+    _written(v, p, t, "v")
     _disjoint(m, p, "m", "p")
     _disjoint(v, p, "v", "p")
     _disjoint(v, m, "v", "m")
-    g = _gradient(g, t, n, (p, m, v))
+    cdef double step_size_ = _real(step_size, "step_size")
+    cdef double beta1_ = _real(beta1, "beta1"), beta2_ = _real(beta2, "beta2")
+    cdef double eps_ = _real(eps, "eps")
+    cdef double bc2 = _real(bias_correction2_sqrt, "bias_correction2_sqrt")
+    cdef cnp.ndarray gc = _gradient(g, p, t, (p, m, v))
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(p)
     cdef void* pp = cnp.PyArray_DATA(p)
-    cdef const void* gp = cnp.PyArray_DATA(g)
-    cdef void* mp = cnp.PyArray_DATA(m)
-    cdef void* vp = cnp.PyArray_DATA(v)
+    cdef const void* gp = cnp.PyArray_DATA(gc)
+    cdef void* mp = cnp.PyArray_DATA(<cnp.ndarray>m)
+    cdef void* vp = cnp.PyArray_DATA(<cnp.ndarray>v)
     with nogil:
         if t == cnp.NPY_FLOAT32:
             cg_adam_f(n, <float*>pp, <const float*>gp, <float*>mp, <float*>vp,
-                      <float>step_size, <float>beta1, <float>one_minus_beta1, <float>beta2,
-                      <float>one_minus_beta2, <float>eps, <float>bias_correction2_sqrt)
+                      <float>step_size_, <float>beta1_, <float>(1.0 - beta1_), <float>beta2_,
+                      <float>(1.0 - beta2_), <float>eps_, <float>bc2)
         else:
             cg_adam_d(n, <double*>pp, <const double*>gp, <double*>mp, <double*>vp,
-                      step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                      bias_correction2_sqrt)
+                      step_size_, beta1_, 1.0 - beta1_, beta2_, 1.0 - beta2_, eps_, bc2)

@@ -181,6 +181,9 @@ def check_scalar(value: object, name: str) -> float:
 def _state_array(a: object, name: str, param: np.ndarray, others: tuple) -> np.ndarray:
     """An array the update writes: like `param` (dtype, shape), C-contiguous, writable,
     and sharing no memory with the arrays already checked (`others`, by name)."""
+    if a is None:  # out_array's None means "allocate one": not an option here
+        raise TypeError(f"{name}: expected a NumPy array of {param.dtype} of shape "
+                        f"{_shape_text(param.shape)}, got None")
     out_array(a, name, param.shape, param.dtype)
     for other, other_name in others:
         # Both are C-contiguous, so overlapping bounds are shared elements.

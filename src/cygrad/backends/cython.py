@@ -237,12 +237,17 @@ def sgd_update(param: Array, grad: Array, momentum_buffer: Optional[Array] = Non
     d = (-grad if maximize else grad) + weight_decay * param; with momentum != 0,
     buf = d if first else momentum * buf + (1 - dampening) * d and then
     d = d + momentum * buf if nesterov else buf; param -= lr * d."""
-    lr, momentum, dampening, weight_decay, nesterov, maximize, first = \
-        _checks.sgd_update_args(param, grad, momentum_buffer, lr, momentum, dampening,
+    try:
+        # It checks everything the shared checks do, tersely, before it writes anything,
+        # and copies a grad that is strided or overlaps what it writes.
+        _elementwise.sgd_update(param, grad, momentum_buffer, lr, momentum, dampening,
                                 weight_decay, nesterov, maximize, first)
-    # The compiled function copies a grad that is strided or overlaps what it writes.
-    _elementwise.sgd_update(param, grad, momentum_buffer, lr, momentum, 1.0 - dampening,
-                            weight_decay, -1.0 if maximize else 1.0, nesterov, first)
+        return
+    except (TypeError, ValueError):
+        pass
+    args = _checks.sgd_update_args(param, grad, momentum_buffer, lr, momentum, dampening,
+                                   weight_decay, nesterov, maximize, first)
+    _elementwise.sgd_update(param, grad, momentum_buffer, *args)  # now as Python numbers
 
 
 def adam_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *,
@@ -251,7 +256,12 @@ def adam_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, *,
     """Adam's update of `exp_avg` (m), `exp_avg_sq` (v) and `param`, in place, in one
     pass: m = beta1 * m + (1 - beta1) * grad, v = beta2 * v + (1 - beta2) * grad^2,
     param -= (step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)."""
-    step_size, beta1, beta2, eps, bias_correction2_sqrt = _checks.adam_update_args(
-        param, grad, exp_avg, exp_avg_sq, step_size, beta1, beta2, eps, bias_correction2_sqrt)
-    _elementwise.adam_update(param, grad, exp_avg, exp_avg_sq, step_size, beta1, 1.0 - beta1,
-                             beta2, 1.0 - beta2, eps, bias_correction2_sqrt)
+    try:
+        _elementwise.adam_update(param, grad, exp_avg, exp_avg_sq, step_size, beta1, beta2,
+                                 eps, bias_correction2_sqrt)  # checks as sgd_update's does
+        return
+    except (TypeError, ValueError):
+        pass
+    args = _checks.adam_update_args(param, grad, exp_avg, exp_avg_sq, step_size, beta1,
+                                    beta2, eps, bias_correction2_sqrt)
+    _elementwise.adam_update(param, grad, exp_avg, exp_avg_sq, *args)
