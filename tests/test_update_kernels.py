@@ -470,3 +470,56 @@ def test_adam_update_is_torchs_step(dtype, betas, eps, kernels, rng):
         np.testing.assert_allclose(m, state["exp_avg"].numpy(), **TORCH_TOL[dtype])
         np.testing.assert_allclose(v, state["exp_avg_sq"].numpy(), **TORCH_TOL[dtype])
         np.testing.assert_allclose(p, q.detach().numpy(), **TORCH_TOL[dtype])
+
+
+# ------------------------------------------------------------------ in the optimizers
+def test_the_optimizers_call_the_kernel_once_per_parameter(monkeypatch, rng):
+    calls = []
+
+    def logged(name):
+        def kernel(*args, **kwargs):
+            calls.append(name)
+            return getattr(reference, name)(*args, **kwargs)
+        return kernel
+
+    kernels = {name: getattr(reference, name) for name in backends.KERNEL_NAMES}
+    kernels.update((name, logged(name)) for name in backends.OPTIONAL_KERNEL_NAMES)
+    monkeypatch.setattr(backends, "_backends", dict(backends._backends))
+    cygrad.register_backend("logged", types.SimpleNamespace(**kernels))
+    params = [cygrad.Tensor(a, requires_grad=True) for a in arrays(rng, (3, 2), np.float64, 3)]
+    with cygrad.use_backend("logged"):
+        for make, name in ((lambda: cygrad.optim.SGD(params, lr=0.1, momentum=0.9),
+                            "sgd_update"),
+                           (lambda: cygrad.optim.Adam(params, weight_decay=0.1), "adam_update")):
+            opt = make()
+            for _ in range(2):
+                for p in params:
+                    p.grad = rng.standard_normal(p.shape)
+                opt.step()
+            assert calls == [name] * 6
+            calls.clear()
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: cygrad.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    lambda ps: cygrad.optim.Adam(ps, lr=0.01),
+    lambda ps: cygrad.optim.Adam(ps, lr=0.01, amsgrad=True, maximize=True),
+], ids=["SGD", "Adam", "Adam-amsgrad"])
+def test_a_strided_parameter_and_a_float64_gradient_step_as_a_plain_one(make, backend, rng):
+    """A Fortran-ordered parameter is updated through a C-ordered copy written back into
+    the same array; a float64 gradient set by hand on a float32 parameter is rounded to
+    float32 first."""
+    start = rng.standard_normal((4, 3)).astype(np.float32)
+    strided = cygrad.Tensor(np.asfortranarray(start), requires_grad=True)
+    plain = cygrad.Tensor(start.copy(), requires_grad=True)
+    data = strided.data
+    assert not data.flags.c_contiguous
+    opts = make([strided]), make([plain])
+    for _ in range(3):
+        g = rng.standard_normal((4, 3))
+        strided.grad, plain.grad = g, g.astype(np.float32)
+        for opt in opts:
+            opt.step()
+    assert strided.data is data and data.dtype == np.float32
+    np.testing.assert_array_equal(data, plain.data)
+    assert not np.array_equal(plain.data, start)
