@@ -109,11 +109,11 @@ class KernelPerceptron:
         if not incremental or not isinstance(optimizer, (FlatSGD, FlatAdam)) or \
                 state[0].shape != net.params.shape:
             self._optimizer = self._new_optimizer(net)
-        # The optimizer's state is kept in the parameters' dtype.
-        for name in ("velocities", "ms", "vs"):
-            if hasattr(self._optimizer, name):
-                setattr(self._optimizer, name,
-                        [s.astype(net.dtype, copy=False) for s in getattr(self._optimizer, name)])
+        # The optimizer's state in the parameters' dtype, C-ordered: the update kernels
+        # write into these very arrays (a warm start may bring another dtype).
+        for name in self._optimizer.state_names:
+            setattr(self._optimizer, name, [np.ascontiguousarray(s, dtype=net.dtype)
+                                            for s in getattr(self._optimizer, name)])
 
         # early_stopping in partial_fit doesn't make sense
         if self.early_stopping and incremental:
