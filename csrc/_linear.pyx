@@ -36,6 +36,11 @@ cdef extern from "_runtime.h":
                    int64_t lda, const double* x, double beta, double* y) noexcept nogil
     void cg_axpy_f(int64_t n, float alpha, const float* x, float* y) noexcept nogil
     void cg_axpy_d(int64_t n, double alpha, const double* x, double* y) noexcept nogil
+    int64_t CG_SMALL_WORK
+    void cg_outer_f(int64_t m, int64_t n, const float* a, const float* b, int accumulate,
+                    float* c) noexcept nogil
+    void cg_outer_d(int64_t m, int64_t n, const double* a, const double* b, int accumulate,
+                    double* c) noexcept nogil
     void cg_blas_threads_use(void* setter) noexcept nogil
     int cg_blas_threads_in_use() noexcept nogil
     void* cg_blas_threads_callback() noexcept nogil
@@ -134,6 +139,14 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         if beta == 0:
             for i in range(<Py_ssize_t>m * n):
                 c[i] = 0
+        return
+    if k == 1 and <int64_t>m * n < CG_SMALL_WORK:
+        # An outer product (a weight's gradient at batch 1): both operands are contiguous
+        # vectors whatever the transposes, and one pass writes c.
+        if real is float:
+            cg_outer_f(m, n, a, b, beta != 0, c)
+        else:
+            cg_outer_d(m, n, a, b, beta != 0, c)
         return
     if m == 1 or n == 1:
         # One row (batch 1) or one column of output: a matrix-vector product, which

@@ -6,6 +6,7 @@
      cg_blas_max()                     the largest size they take
      cg_gemm_f/_d, cg_gemv_f/_d,       column-major BLAS calls with 64-bit sizes, on
      cg_axpy_f/_d                      either integer interface of the BLAS
+     cg_outer_f/_d                     c (+)= a b^T, the product of an inner size of 1
      cg_parallel(n, body, data)        n tasks on a team of n threads (_threads.h)
 
    Small work stays on the calling thread. OpenBLAS already runs a gemm below its own
@@ -155,15 +156,46 @@ static int64_t cg_blas_max(void) { return cg_blas.max; }
         }                                                                                   \
     }
 
+/* Row-major c (m x n) = a (m) b^T (n), or c += a b^T with accumulate: the product a
+   batch of one makes (a weight's gradient at batch 1). A gemm would first zero c in a
+   pass of its own, then add the product in a second; this writes each element once. */
+#define CG_OUTER(name, T)                                                                  \
+    CG_LOOP_CLONES static void name(int64_t m, int64_t n, const T *a, const T *b,           \
+                                    int accumulate, T *c) {                                 \
+        int64_t i, j;                                                                       \
+        for (i = 0; i < m; i++) {                                                           \
+            T s = a[i];                                                                     \
+            T *row = c + i * n;                                                             \
+            if (accumulate)                                                                 \
+                for (j = 0; j < n; j++) row[j] += s * b[j];                                 \
+            else                                                                            \
+                for (j = 0; j < n; j++) row[j] = s * b[j];                                  \
+        }                                                                                   \
+    }
+
 CG_GEMM(cg_gemm_f, float, sgemm)
 CG_GEMM(cg_gemm_d, double, dgemm)
 CG_GEMV(cg_gemv_f, float, sgemv)
 CG_GEMV(cg_gemv_d, double, dgemv)
 CG_AXPY(cg_axpy_f, float, saxpy)
 CG_AXPY(cg_axpy_d, double, daxpy)
+/* Unfused, as the BLAS's products round: c + a*b with one rounding would differ from the
+   reference near the float range (-inf plus a product that overflows). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+CG_OUTER(cg_outer_f, float)
+CG_OUTER(cg_outer_d, double)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #undef CG_GEMM
 #undef CG_GEMV
 #undef CG_AXPY
+#undef CG_OUTER
 #undef CG_LOOP_CLONES
 #endif
