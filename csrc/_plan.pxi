@@ -7,6 +7,7 @@
 
 from libc.stdlib cimport realloc
 from libc.string cimport memset
+from numpy import copyto as np_copyto
 
 
 cdef extern from "_sigmoid.h":
@@ -71,10 +72,11 @@ cdef class Program:
     cdef Record* records
     cdef Py_ssize_t size, capacity
     cdef list calls, arrays
+    cdef tuple input_buffers
 
     def __cinit__(self):
         self.records, self.size, self.capacity = NULL, 0, 0
-        self.calls, self.arrays = [], []
+        self.calls, self.arrays, self.input_buffers = [], [], ()
 
     def __dealloc__(self):
         free(self.records)
@@ -253,15 +255,18 @@ cdef class Program:
             r.b = self._array(buf, param, True, r.n, "momentum_buffer")
         return self._commit()
 
-    def set_sgd(self, Py_ssize_t index, double lr, double momentum,
+    def set_sgd(self, tuple indices not None, double lr, double momentum,
                 double one_minus_dampening, double weight_decay, double sign,
                 bint nesterov, bint first) -> None:
-        cdef Record* r = self._record(index, SGD)
-        if momentum != 0 and r.b == NULL:
-            raise ValueError("set_sgd: momentum without a momentum buffer")
-        r.s[0], r.s[1], r.s[2], r.s[3], r.s[4] = lr, momentum, one_minus_dampening, \
-            weight_decay, sign
-        r.flag0, r.flag1 = nesterov, first
+        """The hyperparameters of the SGD records at `indices` (a param group's)."""
+        cdef Record* r
+        for index in indices:
+            r = self._record(index, SGD)
+            if momentum != 0 and r.b == NULL:
+                raise ValueError("set_sgd: momentum without a momentum buffer")
+            r.s[0], r.s[1], r.s[2], r.s[3], r.s[4] = lr, momentum, one_minus_dampening, \
+                weight_decay, sign
+            r.flag0, r.flag1 = nesterov, first
 
     def adam(self, param, grad, exp_avg, exp_avg_sq) -> int:
         """An Adam update of param (set_adam gives its hyperparameters); its index."""
@@ -285,11 +290,31 @@ cdef class Program:
             raise IndexError(f"index: no record of that kind at {index}")
         return &self.records[index]
 
+    def inputs(self, *buffers) -> None:
+        """The buffers `run(*arrays)` copies its arrays into, in order."""
+        for b in buffers:
+            _check(b, _float_type(b, "buffer"), cnp.PyArray_NDIM(<cnp.ndarray>b), True,
+                   "buffer")
+        self.input_buffers = buffers
+
     # -- running ------------------------------------------------------------------------
-    def run(self) -> None:
-        """Execute every record in order; the GIL is released except for Python calls."""
+    def run(self, *arrays) -> None:
+        """Copy `arrays` into the input buffers, then execute every record in order; the
+        GIL is released except for Python calls."""
         _require_blas()
         cdef Py_ssize_t i = 0, start
+        cdef cnp.ndarray a, b
+        if len(arrays) != len(self.input_buffers):
+            raise ValueError(f"arrays: expected {len(self.input_buffers)}, got {len(arrays)}")
+        for i in range(len(arrays)):
+            a, b = arrays[i], self.input_buffers[i]
+            if cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_ISNOTSWAPPED(a) \
+                    and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a) and \
+                    cnp.PyArray_SIZE(a) == cnp.PyArray_SIZE(b):
+                memcpy(cnp.PyArray_DATA(b), cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(b))
+            else:  # another layout or dtype: NumPy's copy (and its errors)
+                np_copyto(b, a)
+        i = 0
         while i < self.size:
             if self.records[i].code == CALL:
                 self.calls[self.records[i].m]()

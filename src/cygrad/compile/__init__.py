@@ -103,8 +103,7 @@ class CompiledStep:
                                "being recorded: call the model's forward inside fn, not "
                                "another compiled step")
         arrays = [_as_input(i, x) for i, x in enumerate(inputs)]
-        key = (backends.get_backend(), is_grad_enabled(),
-               tuple((a.shape, a.dtype.str) for a in arrays))
+        key = (backends.active(), is_grad_enabled(), tuple((a.shape, a.dtype) for a in arrays))
         plan = self._plans.get(key)
         if plan is not None and plan is not _EAGER and not _leaves_intact(plan):
             plan = None  # a parameter's array was replaced: record again
@@ -115,9 +114,7 @@ class CompiledStep:
         return self._replay(plan, arrays)
 
     def _replay(self, plan: Plan, arrays: List[np.ndarray]) -> Tensor:
-        for buffer, array in zip(plan.inputs, arrays):
-            np.copyto(buffer, array)
-        plan.run()
+        plan.run(*arrays)
         self._deliver(plan)
         return Tensor(plan.loss.copy())
 
@@ -158,7 +155,7 @@ class CompiledStep:
         if reason is None:
             try:
                 plan = Plan(backends.active(), recording.nodes, inputs, loss)
-                plan.run()
+                plan.run(*arrays)
             except Unsupported as exc:
                 reason = str(exc)
         if plan is not None:
@@ -219,8 +216,8 @@ def _as_input(index: int, x: Any) -> np.ndarray:
                              f"grad (the plan computes the parameters' gradients): pass "
                              f"x.detach() or the array")
         return x.data
-    array = np.asarray(x)
-    if array.dtype not in (np.float32, np.float64):
+    array = x if x.__class__ is np.ndarray else np.asarray(x)
+    if array.dtype.char not in "fd":  # float32, float64; others as Tensor makes them
         return Tensor(array).data
     return array
 

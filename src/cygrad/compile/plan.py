@@ -87,6 +87,7 @@ class Plan:
         self._build_backward(nodes, loss, BACKWARDS)
         self.grads = [(t, self.grad[id(t)]) for t, _ in self.leaves if id(t) in self.grad]
         if self.program is not None:
+            self.program.inputs(*self.inputs)
             for step in self.forward + self.backward:
                 _append(self.program, step)
 
@@ -192,10 +193,14 @@ class Plan:
             if id(tensor) in self.grad:
                 self.backward.extend(backwards[node.op](self, node, self.grad[id(tensor)]))
 
-    def run(self) -> None:
+    def run(self, *arrays: np.ndarray) -> None:
+        """Copy `arrays` (of the recorded signature) into the inputs' buffers, then replay
+        the forward and the backward."""
         if self.program is not None:
-            self.program.run()
+            self.program.run(*arrays)
             return
+        for buffer, array in zip(self.inputs, arrays):
+            np.copyto(buffer, array)
         for call in self.forward:
             call()  # type: ignore[operator]  (no Records without a Program)
         for call in self.backward:

@@ -23,37 +23,41 @@ from .plan import Plan
 class Updates:
     """The update records of one optimizer over one plan's gradients."""
 
-    def __init__(self, program: Any, key: tuple, records: List[Tuple[Any, int, int]]):
+    def __init__(self, program: Any, key: tuple, groups: List[List[Tuple[Any, int]]],
+                 buffered: List[bool]) -> None:
         self.program, self.key = program, key
-        self.records = records  # (parameter, group index, record index)
+        self.groups = groups      # per param group: (parameter, record index)
+        self.indices = [tuple(index for _, index in records) for records in groups]
+        self.buffered = buffered  # per param group: every record has a momentum buffer
 
     def step(self, optimizer: Any) -> bool:
         """Set each record's hyperparameters and run them; False (nothing done) where the
         records cannot do this step."""
-        groups = optimizer.param_groups
+        groups, program = optimizer.param_groups, self.program
         if type(optimizer) is SGD:
-            if not all(_sgd_ready(optimizer, groups[i], p) for p, i, _ in self.records):
-                return False
-            for p, i, index in self.records:
-                g = groups[i]
-                self.program.set_sgd(index, g["lr"], g["momentum"], 1 - g["dampening"],
-                                     g["weight_decay"], -1.0 if g["maximize"] else 1.0,
-                                     g["nesterov"], False)
+            for g, buffered in zip(groups, self.buffered):
+                if g["momentum"] and not buffered:
+                    return False  # its first step with momentum makes the buffers
+            for g, indices in zip(groups, self.indices):
+                program.set_sgd(indices, g["lr"], g["momentum"], 1 - g["dampening"],
+                                g["weight_decay"], -1.0 if g["maximize"] else 1.0,
+                                g["nesterov"], False)
         else:
             if not all(_adam_ready(g) for g in groups):
                 return False
             state = optimizer.state
-            for p, i, index in self.records:
-                g = groups[i]
-                if g["weight_decay"]:  # decoupled (AdamW): p *= 1 - lr * weight_decay
-                    p.data *= 1 - g["lr"] * g["weight_decay"]
-                s = state[p]
-                s["step"] += 1
-                t, (beta1, beta2) = s["step"], g["betas"]
-                self.program.set_adam(index, g["lr"] / (1 - beta1 ** t), beta1, 1 - beta1,
-                                      beta2, 1 - beta2, g["eps"],
-                                      math.sqrt(1 - beta2 ** t))
-        self.program.run()
+            for g, records in zip(groups, self.groups):
+                lr, (beta1, beta2), eps, decay = g["lr"], g["betas"], g["eps"], \
+                    g["weight_decay"]
+                for p, index in records:
+                    if decay:  # decoupled (AdamW): p *= 1 - lr * weight_decay
+                        p.data *= 1 - lr * decay
+                    s = state[p]
+                    s["step"] += 1
+                    t = s["step"]
+                    program.set_adam(index, lr / (1 - beta1 ** t), beta1, 1 - beta1, beta2,
+                                     1 - beta2, eps, math.sqrt(1 - beta2 ** t))
+        program.run()
         return True
 
 
@@ -67,8 +71,9 @@ def updates_for(optimizer: Any, plan: Plan, cached: Optional[Updates]) -> Option
         return cached
     grads: Dict[int, np.ndarray] = {id(t): g for t, g in plan.grads}
     program = type(plan.program)()
-    records = []
-    for i, group in enumerate(optimizer.param_groups):
+    groups, buffered = [], []
+    for group in optimizer.param_groups:
+        records = []
         for p in group["params"]:
             grad, state = grads.get(id(p)), optimizer.state.get(p, {})
             if grad is None or not plan.native(grad, outputs=(p.data,)):
@@ -79,8 +84,11 @@ def updates_for(optimizer: Any, plan: Plan, cached: Optional[Updates]) -> Option
                 index = program.adam(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
             else:
                 return None
-            records.append((p, i, index))
-    return Updates(program, key, records)
+            records.append((p, index))
+        groups.append(records)
+        buffered.append(all("momentum_buffer" in optimizer.state.get(p, {})
+                            for p in group["params"]))
+    return Updates(program, key, groups, buffered)
 
 
 def _key(optimizer: Any) -> tuple:
@@ -89,10 +97,6 @@ def _key(optimizer: Any) -> tuple:
     return tuple((id(p), id(p.data), tuple(
         id(v) for v in state[p].values() if isinstance(v, np.ndarray)) if p in state else ())
         for group in optimizer.param_groups for p in group["params"])
-
-
-def _sgd_ready(optimizer: Any, group: dict, p: Any) -> bool:
-    return not group["momentum"] or "momentum_buffer" in optimizer.state.get(p, {})
 
 
 def _adam_ready(group: dict) -> bool:
