@@ -127,8 +127,8 @@ class CompiledStep:
         self.optimizer.zero_grad()
         for t, g in plan.grads:
             t.grad = g
-        plan.updates = updates_for(self.optimizer, plan, plan.updates)
-        if plan.updates is None or not plan.updates.step(self.optimizer):
+        updates = updates_for(self.optimizer, plan)
+        if updates is None or not updates.step(self.optimizer):
             self.optimizer.step()
 
     def _eager(self, arrays: List[np.ndarray]) -> Tensor:

@@ -12,6 +12,7 @@ gradient in the plan.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -23,7 +24,7 @@ from .plan import Plan
 class Updates:
     """The update records of one optimizer over one plan's gradients."""
 
-    def __init__(self, program: Any, key: tuple, groups: List[List[Tuple[Any, int]]],
+    def __init__(self, program: Any, key: List[Any], groups: List[List[Tuple[Any, int]]],
                  buffered: List[bool]) -> None:
         self.program, self.key = program, key
         self.groups = groups      # per param group: (parameter, record index)
@@ -61,14 +62,16 @@ class Updates:
         return True
 
 
-def updates_for(optimizer: Any, plan: Plan, cached: Optional[Updates]) -> Optional[Updates]:
-    """The update records for `optimizer` over `plan` (`cached` when still valid), or None
-    where optimizer.step() must run."""
+def updates_for(optimizer: Any, plan: Plan) -> Optional[Updates]:
+    """The update records for `optimizer` over `plan`, or None where optimizer.step()
+    must run. They are kept in `plan.updates` (with no program where there can be none)
+    until the optimizer's parameters or state arrays change."""
     if plan.program is None or type(optimizer) not in (SGD, Adam, AdamW):
         return None
-    key = _key(optimizer)
-    if cached is not None and cached.key == key:
-        return cached
+    key, cached = _key(optimizer), plan.updates
+    if cached is not None and len(cached.key) == len(key) and \
+            all(map(operator.is_, cached.key, key)):
+        return cached if cached.program is not None else None
     grads: Dict[int, np.ndarray] = {id(t): g for t, g in plan.grads}
     program = type(plan.program)()
     groups, buffered = [], []
@@ -77,26 +80,35 @@ def updates_for(optimizer: Any, plan: Plan, cached: Optional[Updates]) -> Option
         for p in group["params"]:
             grad, state = grads.get(id(p)), optimizer.state.get(p, {})
             if grad is None or not plan.native(grad, outputs=(p.data,)):
-                return None
-            if type(optimizer) is SGD:
-                index = program.sgd(p.data, grad, state.get("momentum_buffer"))
+                program = None
+            elif type(optimizer) is SGD:
+                records.append((p, program.sgd(p.data, grad, state.get("momentum_buffer"))))
             elif "exp_avg" in state and "exp_avg_sq" in state:
-                index = program.adam(p.data, grad, state["exp_avg"], state["exp_avg_sq"])
+                records.append((p, program.adam(p.data, grad, state["exp_avg"],
+                                                state["exp_avg_sq"])))
             else:
+                program = None
+            if program is None:  # remembered for this key: step() runs until it changes
+                plan.updates = Updates(None, key, [], [])
                 return None
-            records.append((p, index))
         groups.append(records)
         buffered.append(all("momentum_buffer" in optimizer.state.get(p, {})
                             for p in group["params"]))
-    return Updates(program, key, groups, buffered)
+    plan.updates = Updates(program, key, groups, buffered)
+    return plan.updates
 
 
-def _key(optimizer: Any) -> tuple:
-    """What the records point into: each parameter's array and its state's arrays."""
-    state = optimizer.state
-    return tuple((id(p), id(p.data), tuple(
-        id(v) for v in state[p].values() if isinstance(v, np.ndarray)) if p in state else ())
-        for group in optimizer.param_groups for p in group["params"])
+def _key(optimizer: Any) -> List[Any]:
+    """What the records point into: each parameter, its array and its state's arrays,
+    to compare by identity."""
+    state, key = optimizer.state, []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            key += (p, p.data)
+            s = state.get(p)
+            if s:
+                key += [v for v in s.values() if v.__class__ is np.ndarray]
+    return key
 
 
 def _adam_ready(group: dict) -> bool:
