@@ -8,13 +8,28 @@ so a value used in several places gets the sum of its gradients.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import threading
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_state = threading.local()  # per thread, so no_grad in one thread leaves others recording
+
+
+class _GradMode(threading.local):
+    """Per thread, so no_grad in one thread leaves others recording. The class attribute
+    is every thread's default: reading it never takes the missing-attribute path, which
+    costs more than the rest of a small op's bookkeeping."""
+
+    grad_enabled = True
+
+
+_state = _GradMode()
+# Creation order of op results: a node is always made after its parents, so sorting by
+# it gives a topological order (as PyTorch's sequence numbers do).
+_sequence = itertools.count()
 
 Backward = Callable[[np.ndarray], None]
 # cygrad.compile's recorder: called with (result, parents, backward, op) for every op while
@@ -23,7 +38,7 @@ _recorder: Optional[Callable[..., None]] = None
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "grad_enabled", True)
+    return _state.grad_enabled
 
 
 @contextlib.contextmanager
@@ -78,7 +93,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op",
-                 "_retains_grad", "__weakref__")
+                 "_retains_grad", "_sequence", "__weakref__")
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of broadcasting over the Tensor.
     __array_priority__ = 1000
 
@@ -90,6 +105,7 @@ class Tensor:
         self._backward: Optional[Backward] = None
         self._op = ""  # "" for a leaf; an op's name otherwise
         self._retains_grad = False
+        self._sequence = -1  # leaves are never ordered
 
     @classmethod
     def from_op(cls, data: np.ndarray, parents: Sequence["Tensor"], backward: Backward,
@@ -103,14 +119,17 @@ class Tensor:
         out.grad = None
         out._retains_grad = False
         out._op = op
-        if is_grad_enabled() and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = tuple(parents)
-            out._backward = backward
-        else:
-            out.requires_grad = False
-            out._parents = ()
-            out._backward = None
+        out._sequence = next(_sequence)
+        out.requires_grad = False
+        out._parents = ()
+        out._backward = None
+        if _state.grad_enabled:
+            for parent in parents:  # a loop, not any(): no generator for one or two parents
+                if parent.requires_grad:
+                    out.requires_grad = True
+                    out._parents = tuple(parents)
+                    out._backward = backward
+                    break
         if _recorder is not None:
             _recorder(out, parents, backward, op)
         return out
@@ -233,18 +252,24 @@ class Tensor:
         return grad, True
 
     def add_grad(self, value: np.ndarray, owned: bool = False) -> None:
-        """Add `value` (of this tensor's shape) into the gradient. `owned`: the caller
-        hands the array over (nobody else holds it), so it can become the buffer."""
-        if self.grad is None:
-            if owned and type(value) is np.ndarray and value.dtype == self.dtype \
-                    and value.flags.c_contiguous and value.shape == self.shape:
+        """Add `value` (of this tensor's shape, or one that broadcasts to it) into the
+        gradient. `owned`: the caller hands the array over (nobody else holds it), so it
+        can become the buffer."""
+        grad = self.grad
+        data = self.data
+        if grad is None:
+            if owned and type(value) is np.ndarray and value.dtype == data.dtype \
+                    and value.shape == data.shape and value.flags.c_contiguous:
                 self.grad = value
             else:
-                self.grad = np.array(np.broadcast_to(value, self.shape), dtype=self.dtype,
-                                     order="C")
-        else:
-            buffer, _ = self.grad_slot()
-            buffer += value
+                grad = self.grad = np.empty(data.shape, data.dtype)
+                grad[...] = value  # broadcasts and casts in one pass
+            return
+        flags = grad.flags
+        if not (type(grad) is np.ndarray and grad.dtype == data.dtype and flags.writeable
+                and flags.c_contiguous):
+            grad, _ = self.grad_slot()  # a user's .grad: made a buffer of ours first
+        grad += value
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad: object = None, retain_graph: bool = False) -> None:
@@ -259,7 +284,8 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward: grad can be omitted only for a single-element"
                                    f" tensor; this one has shape {self.shape}: pass grad=")
-            seed = np.ones(self.shape, self.dtype)
+            seed = np.empty(self.data.shape, self.data.dtype)
+            seed.fill(1)
         else:
             seed = _as_float_array(grad, self.dtype)
             if seed.shape != self.shape:
@@ -270,23 +296,24 @@ class Tensor:
         kept = {}
         for node in order:
             if node.grad is not None:
-                kept[id(node)], node.grad = node.grad, None
+                kept[node], node.grad = node.grad, None
         self.add_grad(seed, owned=grad is None)
         for node in reversed(order):
-            if node._backward is None:
+            backward = node._backward
+            if backward is None:
                 raise RuntimeError(f"backward: the graph through '{node._op}' was already "
                                    "freed by an earlier backward(); pass retain_graph=True "
                                    "to the first call to go through it twice")
             g = node.grad
             if g is not None:
-                node._backward(g)
+                backward(g)
             if not retain_graph:  # drop the saved forward values now
                 node._backward = None
                 node._parents = ()
             if not node._retains_grad:
                 node.grad = None
-            elif id(node) in kept:
-                node.grad = kept[id(node)] if g is None else kept[id(node)] + g
+            elif node in kept:
+                node.grad = kept[node] if g is None else kept[node] + g
 
     # -- operators and methods: bound at import from the ops (cygrad.ops) -----------------
 
@@ -296,27 +323,24 @@ def _operand(value: object) -> object:
 
 
 def _topological_order(root: Tensor) -> List[Tensor]:
-    """The op nodes (not leaves) that `root` depends on, each after all its parents.
-    Iterative: a chain 100,000 ops deep does not hit the recursion limit."""
-    order: List[Tensor] = []
-    seen = set()
-    stack: List[Tuple[Tensor, bool]] = [(root, False)]
-    push, pop = stack.append, stack.pop  # this loop runs once per op of every backward
-    while stack:
-        node, parents_done = pop()
-        if parents_done:
-            order.append(node)
-            continue
-        if not node._op or id(node) in seen:  # a leaf, or visited already
-            continue
-        seen.add(id(node))
-        push((node, True))
-        if node._backward is None:  # freed: backward() reports it
-            continue
+    """The op nodes (not leaves) that `root` depends on, each after all its parents: the
+    nodes reached from `root`, in the order they were made (a parent is always made
+    before its result). Iterative: a chain 100,000 ops deep does not hit the recursion
+    limit. A node freed by backward() has no parents left; backward() reports it."""
+    if not root._op:
+        return []
+    order = [root]
+    seen = {root}  # Tensors hash by identity
+    for node in order:  # `order` grows while it is read: a breadth-first walk
         for parent in node._parents:
-            if parent.requires_grad and parent._op and id(parent) not in seen:
-                push((parent, False))
+            if parent._op and parent.requires_grad and parent not in seen:
+                seen.add(parent)
+                order.append(parent)
+    order.sort(key=_made_at)
     return order
+
+
+_made_at = operator.attrgetter("_sequence")
 
 
 TensorLike = Union[Tensor, np.ndarray, float, int]

@@ -3,11 +3,13 @@ sending a gradient to an input, and reading `dim` arguments."""
 from __future__ import annotations
 
 import builtins
+import functools
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .. import backends
 from ..tensor import Tensor, TensorLike, float_dtype
 
 Dim = Union[None, int, Sequence[int]]
@@ -50,15 +52,17 @@ def binary(a: TensorLike, b: TensorLike) -> Tuple[Tensor, Tensor]:
     not promote a tensor with dimensions (float32 (n,) * float64 () is float32); between
     two tensors that both have dimensions, or are both 0-d, float64 wins."""
     if isinstance(a, Tensor):
-        b = as_tensor(b, a)
+        if not isinstance(b, Tensor):
+            b = as_tensor(b, a)
     else:
         b = as_tensor(b)
         a = as_tensor(a, b)
-    if a.data.dtype is not b.data.dtype and a.data.dtype != b.data.dtype:
+    a_dtype, b_dtype = a.data.dtype, b.data.dtype
+    if a_dtype is not b_dtype and a_dtype != b_dtype:
         if a.data.ndim and not b.data.ndim:
-            b = to(b, a.data.dtype)
+            b = to(b, a_dtype)
         elif b.data.ndim and not a.data.ndim:
-            a = to(a, b.data.dtype)
+            a = to(a, b_dtype)
     return a, b
 
 
@@ -68,20 +72,42 @@ def send(t: Tensor, g: np.ndarray, owned: bool = False, k=None) -> None:
     bias is). `owned`: nobody else holds `g`, so it may become `t`'s buffer."""
     if not t.requires_grad:
         return
-    if g.dtype != t.data.dtype:
-        g, owned = g.astype(t.data.dtype), True
-    if g.shape != t.data.shape:
-        lead = g.ndim - t.data.ndim
-        if k is not None and t.data.ndim and lead > 0 and g.shape[lead:] == t.data.shape:
+    data = t.data
+    if g.dtype is not data.dtype and g.dtype != data.dtype:
+        g, owned = g.astype(data.dtype), True
+    if g.shape != data.shape:
+        lead = g.ndim - data.ndim
+        if k is not None and data.ndim and lead > 0 and g.shape[lead:] == data.shape:
             out, accumulate = t.grad_slot()
-            rows = g.reshape(math.prod(g.shape[:lead]), t.data.size)
+            rows = g.reshape(math.prod(g.shape[:lead]), data.size)
             k.bias_backward(rows, out=out.reshape(-1), accumulate=accumulate)
             return
-        stretched = tuple(lead + i for i, n in enumerate(t.data.shape)
+        stretched = tuple(lead + i for i, n in enumerate(data.shape)
                           if n == 1 and g.shape[lead + i] != 1)
         axes = tuple(range(lead)) + stretched
-        g, owned = g.sum(axis=axes).reshape(t.data.shape), True
-    t.add_grad(g, owned=owned)
+        g, owned = g.sum(axis=axes).reshape(data.shape), True
+    t.add_grad(g, owned)
+
+
+Receive = Callable[[Tensor, np.ndarray, bool], None]
+
+
+def operands(a: TensorLike, b: TensorLike) -> Tuple[Tensor, Tensor, Receive]:
+    """`binary(a, b)`, and how the op's backward hands an input `t` its gradient:
+    `receive(t, g, owned)` (the caller checks `t.requires_grad` first).
+
+    When `a` and `b` have one shape and one dtype (the common case), so have the result,
+    its gradient and each input's gradient: nothing needs reducing or casting, and
+    `add_grad` takes the gradient directly. Otherwise `send` reduces it, with the kernels
+    of the backend active now (the backward runs on the backend that ran the forward)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        a_data, b_data = a.data, b.data
+        if a_data.dtype is b_data.dtype and a_data.shape == b_data.shape:
+            return a, b, Tensor.add_grad
+    a, b = binary(a, b)
+    if a.data.shape == b.data.shape and a.data.dtype == b.data.dtype:
+        return a, b, Tensor.add_grad
+    return a, b, functools.partial(send, k=backends.active())
 
 
 def numpy_names(op: str, dim: Dim, keepdim: bool, axis: Dim,

@@ -6,61 +6,60 @@ import numpy as np
 
 from .. import backends
 from ..tensor import Tensor, TensorLike
-from ._common import binary, send
+from ._common import binary, operands, send
 
 
 def add(a: TensorLike, b: TensorLike) -> Tensor:
     """a + b."""
-    a, b = binary(a, b)
-    k = backends.active()  # a broadcast operand's gradient is reduced by a kernel
+    a, b, receive = operands(a, b)
 
     def backward(g: np.ndarray) -> None:
-        send(a, g, k=k)
-        send(b, g, k=k)
+        if a.requires_grad:
+            receive(a, g, False)
+        if b.requires_grad:
+            receive(b, g, False)
 
     return Tensor.from_op(a.data + b.data, (a, b), backward, "add")
 
 
 def sub(a: TensorLike, b: TensorLike) -> Tensor:
     """a - b."""
-    a, b = binary(a, b)
-    k = backends.active()
+    a, b, receive = operands(a, b)
 
     def backward(g: np.ndarray) -> None:
-        send(a, g, k=k)
+        if a.requires_grad:
+            receive(a, g, False)
         if b.requires_grad:
-            send(b, -g, owned=True, k=k)
+            receive(b, -g, True)
 
     return Tensor.from_op(a.data - b.data, (a, b), backward, "sub")
 
 
 def mul(a: TensorLike, b: TensorLike) -> Tensor:
     """a * b."""
-    a, b = binary(a, b)
-    k = backends.active()
+    a, b, receive = operands(a, b)
 
     def backward(g: np.ndarray) -> None:
         # d(ab)/da = b: each input's gradient is g times the other input (the swap gate)
         if a.requires_grad:
-            send(a, g * b.data, owned=True, k=k)
+            receive(a, g * b.data, True)
         if b.requires_grad:
-            send(b, g * a.data, owned=True, k=k)
+            receive(b, g * a.data, True)
 
     return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
 
 
 def div(a: TensorLike, b: TensorLike) -> Tensor:
     """a / b."""
-    a, b = binary(a, b)
-    k = backends.active()
+    a, b, receive = operands(a, b)
     out = a.data / b.data
 
     def backward(g: np.ndarray) -> None:
         # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -out/b
         if a.requires_grad:
-            send(a, g / b.data, owned=True, k=k)
+            receive(a, g / b.data, True)
         if b.requires_grad:
-            send(b, -g * out / b.data, owned=True, k=k)
+            receive(b, -g * out / b.data, True)
 
     return Tensor.from_op(out, (a, b), backward, "div")
 

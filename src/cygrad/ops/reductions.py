@@ -27,7 +27,9 @@ def sum(a: Tensor, dim: Dim = None, keepdim: bool = False, *,  # noqa: A001
     axes = normalize_dims("sum", dim, a.data.ndim)
 
     def backward(g: np.ndarray) -> None:
-        send(a, np.broadcast_to(_expand(g, axes, keepdim), a.data.shape))
+        # add_grad broadcasts g over the summed axes (a reduction to 0-d needs no expand)
+        if a.requires_grad:
+            a.add_grad(g if g.ndim == 0 else _expand(g, axes, keepdim))
 
     return Tensor.from_op(np.asarray(a.data.sum(axis=axes, keepdims=keepdim)), (a,),
                           backward, "sum")
