@@ -109,8 +109,20 @@ class Module:
                                                remove_duplicate)
 
     def modules(self) -> Iterator["Module"]:
-        for _, module in self.named_modules():
-            yield module
+        """This module and every submodule, each once, in `named_modules()`'s order (the
+        same walk, without building the names)."""
+        found: List[Module] = []
+        self._collect_modules(found, set())
+        return iter(found)
+
+    def _collect_modules(self, found: List["Module"], memo: Set[int]) -> None:
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        found.append(self)
+        for _, value in self._named_members():
+            if isinstance(value, Module):
+                value._collect_modules(found, memo)
 
     def named_parameters(self, prefix: str = "", recurse: bool = True,
                          remove_duplicate: bool = True) -> Iterator[Tuple[str, Tensor]]:
@@ -146,9 +158,33 @@ class Module:
                 yield full, value
 
     def parameters(self, recurse: bool = True) -> List[Tensor]:
-        """The parameters, each once. A list (PyTorch gives a generator): it can be
-        indexed and iterated more than once, and `list(...)` of it works the same."""
-        return [p for _, p in self.named_parameters(recurse=recurse)]
+        """The parameters, each once, in `named_parameters()`'s order (the same walk,
+        without building the names: optimizers and gradient clipping call this every
+        step). A list (PyTorch gives a generator): it can be indexed and iterated more
+        than once, and `list(...)` of it works the same."""
+        found: List[Tensor] = []
+        self._collect_parameters(found, set(), set(), recurse)
+        return found
+
+    def _collect_parameters(self, found: List[Tensor], seen: Set[int], memo: Set[int],
+                            recurse: bool) -> None:
+        """`_walk_parameters` with remove_duplicate=True, appending to `found` the
+        parameters not in `seen` (ids) yet."""
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        members = list(self._named_members())
+        for name, value in members:
+            if isinstance(value, Tensor) and "." not in name and id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+        for name, value in members:
+            if isinstance(value, Module):
+                if recurse:
+                    value._collect_parameters(found, seen, memo, True)
+            elif "." in name and id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
 
     # -- state dict -----------------------------------------------------------------------
     def state_dict(self, destination: Optional[Dict[str, Any]] = None, prefix: str = "",
