@@ -50,8 +50,9 @@ def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
 
     def backward(g: np.ndarray) -> None:
         # count == 0: `a` is empty, and so is its gradient; 1 avoids dividing by 0
-        share = _expand(g, axes, keepdim) / np.asarray(count or 1, dtype=g.dtype)
-        send(a, np.broadcast_to(share, a.data.shape))
+        if a.requires_grad:  # add_grad broadcasts the share over the averaged axes
+            share = g if g.ndim == 0 else _expand(g, axes, keepdim)
+            a.add_grad(share / np.asarray(count or 1, dtype=g.dtype), owned=True)
 
     return Tensor.from_op(out, (a,), backward, "mean")
 
