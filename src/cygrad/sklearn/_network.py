@@ -24,7 +24,9 @@ Array = np.ndarray
 
 
 def _relu(a: Array) -> None:
-    np.maximum(a, 0, out=a)
+    # A zero of a's own type: a Python 0 is converted (and broadcast through a buffer) at
+    # every call.
+    np.maximum(a, a.dtype.type(0), out=a)
 
 
 def _tanh(a: Array) -> None:
@@ -36,9 +38,13 @@ def _logistic(a: Array) -> None:
 
 
 def _softmax(a: Array) -> None:
-    a -= a.max(axis=1, keepdims=True)  # exp of at most 0: no overflow
-    np.exp(a, out=a)
-    a /= a.sum(axis=1, keepdims=True)
+    # Rows (one entry per class) are short, and NumPy reduces a contiguous row at a time,
+    # slowly; on a transposed copy each reduction runs across whole rows instead.
+    columns = a.T.copy()
+    columns -= columns.max(axis=0)  # exp of at most 0: no overflow
+    np.exp(columns, out=columns)
+    columns /= columns.sum(axis=0)
+    a[...] = columns.T
 
 
 def _exp(a: Array) -> None:
@@ -77,16 +83,38 @@ def _weighted_mean(per_sample: Array, sample_weight: Optional[Array]) -> float:
     return float(np.dot(per_sample, sample_weight) / sample_weight.sum())
 
 
-def output_loss(loss: str, out_activation: str, y: Array, prob: Array,
-                sample_weight: Optional[Array]) -> float:
+def _softmax_log_loss(y: Array, prob: Array, sample_weight: Optional[Array]) -> float:
+    """Log loss of softmax probabilities `prob` against one-hot `y` (each row's loss is
+    minus the log of its true class's probability, clipped to [eps, 1 - eps]), and
+    `prob` (C-ordered, as the network's buffers are) turned into the output error
+    `prob - y` in place."""
+    flat = prob.reshape(-1)
+    true_class = np.flatnonzero(y)  # one per row, in row order (prob is C-ordered)
+    true_prob = flat.take(true_class)
+    eps = np.finfo(prob.dtype).eps
+    loss = -_weighted_mean(np.log(np.clip(true_prob, eps, 1 - eps)), sample_weight)
+    # Only the true classes change: a pass over the whole array with y would cast it.
+    flat.put(true_class, true_prob - 1)
+    return loss
+
+
+def output_loss_and_error(loss: str, out_activation: str, y: Array, prob: Array,
+                          sample_weight: Optional[Array]) -> float:
     """scikit-learn's loss of the predictions `prob` against the targets `y`: log loss
     for softmax (one-hot `y`), binary log loss per output for logistic (clipped to
-    [eps, 1 - eps]), half the mean squared error, or half the Poisson deviance."""
+    [eps, 1 - eps]), half the mean squared error, or half the Poisson deviance. `prob`
+    is left holding the output error `prob - y`: for every pairing of output activation
+    and loss here, the loss's gradient at the output's input (each output activation is
+    its loss's canonical link)."""
     if out_activation == "softmax" and loss == "log_loss":
-        eps = np.finfo(prob.dtype).eps
-        # y is one-hot: each row's loss is minus the log of its true class's probability.
-        true_prob = np.clip(prob[y.astype(bool, copy=False)], eps, 1 - eps)
-        return -_weighted_mean(np.log(true_prob), sample_weight)
+        return _softmax_log_loss(y, prob, sample_weight)
+    value = _other_loss(loss, out_activation, y, prob, sample_weight)
+    np.subtract(prob, y, out=prob)
+    return value
+
+
+def _other_loss(loss: str, out_activation: str, y: Array, prob: Array,
+                sample_weight: Optional[Array]) -> float:
     if out_activation == "logistic" and loss == "log_loss":
         eps = np.finfo(prob.dtype).eps
         clipped = np.clip(prob, eps, 1 - eps)
@@ -181,18 +209,16 @@ class Network:
     def loss_and_grads(self, X: Array, y: Array,
                        sample_weight: Optional[Array] = None) -> float:
         """The loss (with its L2 term) of the batch (X, y); its gradients are left in
-        `grads`. The error at the output is `prob - y` for every pairing of output
-        activation and loss here (each is the canonical link of its loss)."""
+        `grads`."""
         acts = self.forward(X)
         deltas = self._work(X.shape[0])[1]
-        prob = acts[-1]
-        loss = output_loss(self.loss, self.out_activation, y, prob, sample_weight)
+        delta = acts[-1]  # the output's buffer becomes the output error
+        loss = output_loss_and_error(self.loss, self.out_activation, y, delta, sample_weight)
         # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
         weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
         w_flat = self.params[:self.n_weights]
         loss += 0.5 * float(self.alpha) * float(np.dot(w_flat, w_flat)) / weight_sum
 
-        delta = np.subtract(prob, y, out=prob)  # the output's buffer is free now
         if sample_weight is not None:
             delta *= sample_weight.reshape(-1, 1)
         delta *= 1 / weight_sum
