@@ -83,6 +83,12 @@ def get_num_threads() -> int:
     return num_threads
 
 
+def default_threads() -> int:
+    """OpenMP's default team: OMP_NUM_THREADS if set, else one thread per core (1 without
+    OpenMP)."""
+    return cg_default_threads()
+
+
 def set_num_threads(int n) -> None:
     global num_threads
     num_threads = n if cg_openmp_enabled() and not forked else 1

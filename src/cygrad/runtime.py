@@ -57,6 +57,7 @@ _modules: Optional[Tuple[ModuleType, ModuleType]] = None  # (_elementwise, _line
 _load_error: Optional[str] = None
 _blas_path: Optional[str] = None  # the library file of the BLAS in use, if known
 _shared = False
+_threads_chosen = False  # set_num_threads() was called: its count stands
 _on_pytorchs_openmp = False
 
 
@@ -183,6 +184,7 @@ def load_compiled() -> Tuple[ModuleType, ModuleType]:
         raise
     if share:
         share_threads()
+    _default_loop_threads()
     return _modules
 
 
@@ -200,14 +202,28 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the threads of cygrad's parallel loops, for every Python thread. The default
-    is OpenMP's: OMP_NUM_THREADS if set, else the number of cores. A forked child keeps
-    one thread (GNU OpenMP's pool does not survive fork). NumPy's and the BLAS's thread
-    settings are left alone."""
+    is OMP_NUM_THREADS if set; else one thread while the BLAS keeps its own pool (whose
+    threads busy-wait after every product and would fight a second team for the cores),
+    and one per core once share_threads() runs the products on cygrad's threads. A forked
+    child keeps one thread (GNU OpenMP's pool does not survive fork). NumPy's and the
+    BLAS's thread settings are left alone."""
+    global _threads_chosen
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     modules = _loaded()
     if modules:
         modules[0].set_num_threads(n)
+        _threads_chosen = True
+
+
+def _default_loop_threads() -> None:
+    """The loops' default team (see set_num_threads), unless the user chose one."""
+    modules = _loaded()
+    if modules is None or _threads_chosen or "OMP_NUM_THREADS" in os.environ:
+        return
+    elementwise = modules[0]
+    shared = blas_threads() == "openmp"  # the products run on cygrad's threads
+    elementwise.set_num_threads(elementwise.default_threads() if shared else 1)
 
 
 def _threads_setter(path: Optional[str], ours: int) -> int:
@@ -292,6 +308,7 @@ def share_threads(enable: bool = True) -> bool:
             elementwise.use_openmp_runtime(())
             linear.use_openmp_runtime(())
             _on_pytorchs_openmp = False
+    _default_loop_threads()
     return blas_threads() == "openmp"
 
 
