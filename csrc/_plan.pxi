@@ -2,7 +2,8 @@
 # reduction it calls): a flat array of kernel records, built once by
 # cygrad/compile/plan.py, that `run()` executes in one loop with the GIL released. Each
 # record calls the very loop the eager op calls, on the same buffers, so a replay gives
-# the eager results bit for bit. A step of which some ops have no record keeps them as
+# the eager results bit for bit (but for the MSE loss's own value, summed here in double,
+# which no gradient reads). A step of which some ops have no record keeps them as
 # Python calls between runs of records; the GIL is taken back only there.
 
 from libc.stdlib cimport realloc
