@@ -261,6 +261,41 @@ def test_set_num_threads_is_respected():
     assert report["seen in the thread"] == report["seen after the thread"] == 4
 
 
+DEFAULT_TEAM = """
+import json, os
+import cygrad as cg
+report = dict(default=cg.get_num_threads())
+report["shared"] = cg.share_threads()
+report["with shared"] = cg.get_num_threads()
+cg.share_threads(False)
+report["unshared"] = cg.get_num_threads()
+cg.set_num_threads(3)
+cg.share_threads()
+report["chosen, shared"] = cg.get_num_threads()
+cg.share_threads(False)
+report["chosen, unshared"] = cg.get_num_threads()
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.subprocess
+def test_default_team_follows_whose_threads_run_the_products():
+    """Without OMP_NUM_THREADS the loops run on one thread while the BLAS keeps its own
+    pool, on one thread per core while the products run on cygrad's threads, and on the
+    count set_num_threads chose whatever the sharing (a build without OpenMP: always 1)."""
+    openmp = cg.runtime.info()["OpenMP"] == "on"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "CYGRAD_BACKEND", "CYGRAD_SHARE_THREADS")}
+    result = subprocess.run([sys.executable, "-c", DEFAULT_TEAM], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    cores = len(os.sched_getaffinity(0)) if openmp else 1
+    assert report["default"] == report["unshared"] == 1
+    assert report["with shared"] == (cores if report["shared"] else 1)
+    assert report["chosen, shared"] == report["chosen, unshared"] == (3 if openmp else 1)
+
+
 # ------------------------------------------------------------------------------ Ctrl-C
 # A kernel runs without the GIL and does not look at signals: SIGINT during a call only sets
 # Python's flag, and KeyboardInterrupt is raised when the call returns (its outputs complete).
