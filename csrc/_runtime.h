@@ -19,19 +19,12 @@
 #include <stdint.h>
 #include "_threads.h"
 #include "_blas_threads.h"
+#include "_loops.h"
 
 #define CG_SMALL_WORK ((int64_t)1 << 18)
 
-/* The plain loops are compiled for the x86-64 baseline, AVX2+FMA and AVX-512, and the
-   loader picks what the CPU runs (as in _sigmoid.h): the BLAS they stand in for does. */
-#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__)
-#define CG_LOOP_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CG_LOOP_CLONES
-#endif
-
+/* The plain loops are compiled for several CPUs (CG_CLONES, _loops.h): the BLAS they
+   stand in for is too. */
 /* The routines sgemm, dgemm, sgemv, dgemv, saxpy, daxpy (Fortran interface), with 64-bit
    integers (ilp64) or 32-bit ones. */
 static struct {
@@ -89,7 +82,7 @@ static int64_t cg_blas_max(void) { return cg_blas.max; }
                 &t, &m_, &n_, &alpha, a, &lda_, x, &one_, &beta, y, &one_);                 \
         }                                                                                   \
     }                                                                                       \
-    CG_LOOP_CLONES static void name##_loop(char t, int64_t m, int64_t n, T alpha,          \
+    CG_CLONES static void name##_loop(char t, int64_t m, int64_t n, T alpha,          \
                                            const T *a, int64_t lda, const T *x, T *y) {     \
         int64_t i, j, l;                                                                    \
         if (t == 'N') { /* y += alpha * x_j * column j, four columns a pass over y */      \
@@ -130,7 +123,7 @@ static int64_t cg_blas_max(void) { return cg_blas.max; }
 
 /* y += alpha * x, in pieces the BLAS takes. */
 #define CG_AXPY(name, T, field)                                                            \
-    CG_LOOP_CLONES static void name##_loop(int64_t n, T alpha, const T *x, T *y) {         \
+    CG_CLONES static void name##_loop(int64_t n, T alpha, const T *x, T *y) {         \
         int64_t i;                                                                          \
         for (i = 0; i < n; i++) y[i] += alpha * x[i];                                       \
     }                                                                                       \
@@ -160,7 +153,7 @@ static int64_t cg_blas_max(void) { return cg_blas.max; }
    batch of one makes (a weight's gradient at batch 1). A gemm would first zero c in a
    pass of its own, then add the product in a second; this writes each element once. */
 #define CG_OUTER(name, T)                                                                  \
-    CG_LOOP_CLONES static void name(int64_t m, int64_t n, const T *a, const T *b,           \
+    CG_CLONES static void name(int64_t m, int64_t n, const T *a, const T *b,           \
                                     int accumulate, T *c) {                                 \
         int64_t i, j;                                                                       \
         for (i = 0; i < m; i++) {                                                           \
@@ -179,23 +172,13 @@ CG_GEMV(cg_gemv_f, float, sgemv)
 CG_GEMV(cg_gemv_d, double, dgemv)
 CG_AXPY(cg_axpy_f, float, saxpy)
 CG_AXPY(cg_axpy_d, double, daxpy)
-/* Unfused, as the BLAS's products round: c + a*b with one rounding would differ from the
-   reference near the float range (-inf plus a product that overflows). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+CG_UNFUSED_BEGIN /* as the BLAS's products round (_loops.h) */
 CG_OUTER(cg_outer_f, float)
 CG_OUTER(cg_outer_d, double)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+CG_UNFUSED_END
 
 #undef CG_GEMM
 #undef CG_GEMV
 #undef CG_AXPY
 #undef CG_OUTER
-#undef CG_LOOP_CLONES
 #endif

@@ -6,22 +6,14 @@
    |r| <= ln2/2, exp(r) by its Taylor series (degree 7 for float, 13 for double: the first
    omitted term is below half an ulp), 2^n built from its exponent bits.
 
-   With GCC 11 or later on x86-64 Linux the loops are compiled three times (target_clones):
-   for the x86-64 baseline, for AVX2+FMA (x86-64-v3) and for AVX-512 (x86-64-v4); the
-   loader picks the best one the CPU runs. No -march is needed (docs/threads.md has what
+   The loops are compiled for several CPUs (CG_CLONES, _loops.h; docs/threads.md has what
    each clone gains). */
 #ifndef CYGRAD_SIGMOID_H
 #define CYGRAD_SIGMOID_H
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__)
-#define CG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CG_CLONES
-#endif
+#include "_loops.h"
 
 /* exp(x) for x <= 0; exactly 0 below the smallest normal result; NaN stays NaN. */
 static inline float cg_exp_nonpositive_f(float x) {
@@ -91,17 +83,9 @@ CG_CLONES static void cg_sigmoid_d(const double* x, double* out, ptrdiff_t n) {
 }
 
 /* out (+)= g * y * (1 - y): memory-bound for large arrays, but in cache the wider clones
-   run ahead of the baseline's SSE2.
-   No fused multiply-add: fusing the last product into `out +=` skips its rounding, and
-   near the float range that changes the answer (out = -inf plus a product that overflows
-   to +inf is NaN; fused, the product never overflows and the sum stays -inf). Unfused,
-   every clone gives the reference's result bit for bit. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+   run ahead of the baseline's SSE2. Unfused (_loops.h), so every clone gives the
+   reference's result bit for bit. */
+CG_UNFUSED_BEGIN
 CG_CLONES static void cg_sigmoid_backward_f(const float* g, const float* y, float* out,
                                             ptrdiff_t n, int accumulate) {
     if (accumulate)
@@ -117,7 +101,5 @@ CG_CLONES static void cg_sigmoid_backward_d(const double* g, const double* y, do
     else
         for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] * y[i] * (1.0 - y[i]);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+CG_UNFUSED_END
 #endif

@@ -4,7 +4,7 @@
    Element-wise semantics, with every operation rounded in the arrays' dtype (float or
    double), in exactly the order written below, so that NumPy's expression of the same
    formula with the same scalars gives the same bits:
-   - no fused multiply-add (fp-contract is off here): a fused product skips a rounding;
+   - no fused multiply-add (CG_UNFUSED, _loops.h): a fused product skips a rounding;
    - the scalars arrive already rounded to the dtype; the `one_minus_*` ones are computed
      by the caller in double and then rounded, as NumPy rounds `1 - beta1` when it
      multiplies a float32 array by that Python float;
@@ -13,29 +13,14 @@
    - p, g, buf, m and v must not overlap one another (the callers check this); g is only
      read. n may be 0, and then nothing is read or written.
 
-   With GCC 11 or later on x86-64 Linux the loops are compiled three times (target_clones),
-   as the sigmoid loops in _sigmoid.h are: baseline, AVX2+FMA and AVX-512; the loader picks
-   the best one the CPU runs. The loops are memory-bound single passes, so they run on the
-   calling thread. */
+   The loops are compiled for several CPUs (CG_CLONES, _loops.h). They are memory-bound
+   single passes, so they run on the calling thread. Each is written once for a type T
+   and made for float (_f) and double (_d) below. */
 #ifndef CYGRAD_UPDATE_H
 #define CYGRAD_UPDATE_H
 #include <math.h>
 #include <stddef.h>
-
-#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__)
-#define CG_UPDATE_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CG_UPDATE_CLONES
-#endif
-
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "_loops.h"
 
 /* torch.optim.SGD's update of one parameter, for i in [0, n):
        d = sign*g + weight_decay*p        (the product only when weight_decay != 0: an
@@ -49,63 +34,34 @@
        p = p - lr*d
    buf may be NULL when momentum == 0 (it is then neither read nor written); first and
    nesterov are ignored then. sign is +1, or -1 to maximize. */
-CG_UPDATE_CLONES static void cg_sgd_f(ptrdiff_t n, float *p, const float *g, float *buf,
-                                      float lr, float momentum, float one_minus_dampening,
-                                      float weight_decay, float sign, int nesterov,
-                                      int first) {
-    const int decay = weight_decay != 0.0f;
-    if (momentum == 0.0f) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            float d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            p[i] = p[i] - lr * d;
-        }
-    } else if (first) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            float d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            buf[i] = d;
-            p[i] = p[i] - lr * (nesterov ? d + momentum * d : d);
-        }
-    } else {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            float d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            float b = momentum * buf[i] + one_minus_dampening * d;
-            buf[i] = b;
-            p[i] = p[i] - lr * (nesterov ? d + momentum * b : b);
-        }
+#define CG_SGD(name, T)                                                                    \
+    CG_CLONES static void name(ptrdiff_t n, T *p, const T *g, T *buf, T lr, T momentum,     \
+                               T one_minus_dampening, T weight_decay, T sign, int nesterov, \
+                               int first) {                                                 \
+        const int decay = weight_decay != (T)0;                                             \
+        if (momentum == (T)0) {                                                             \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T d = sign * g[i];                                                          \
+                if (decay) d = d + weight_decay * p[i];                                     \
+                p[i] = p[i] - lr * d;                                                       \
+            }                                                                               \
+        } else if (first) {                                                                 \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T d = sign * g[i];                                                          \
+                if (decay) d = d + weight_decay * p[i];                                     \
+                buf[i] = d;                                                                 \
+                p[i] = p[i] - lr * (nesterov ? d + momentum * d : d);                       \
+            }                                                                               \
+        } else {                                                                            \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T d = sign * g[i];                                                          \
+                if (decay) d = d + weight_decay * p[i];                                     \
+                T b = momentum * buf[i] + one_minus_dampening * d;                          \
+                buf[i] = b;                                                                 \
+                p[i] = p[i] - lr * (nesterov ? d + momentum * b : b);                       \
+            }                                                                               \
+        }                                                                                   \
     }
-}
-
-CG_UPDATE_CLONES static void cg_sgd_d(ptrdiff_t n, double *p, const double *g, double *buf,
-                                      double lr, double momentum, double one_minus_dampening,
-                                      double weight_decay, double sign, int nesterov,
-                                      int first) {
-    const int decay = weight_decay != 0.0;
-    if (momentum == 0.0) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            double d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            p[i] = p[i] - lr * d;
-        }
-    } else if (first) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            double d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            buf[i] = d;
-            p[i] = p[i] - lr * (nesterov ? d + momentum * d : d);
-        }
-    } else {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            double d = sign * g[i];
-            if (decay) d = d + weight_decay * p[i];
-            double b = momentum * buf[i] + one_minus_dampening * d;
-            buf[i] = b;
-            p[i] = p[i] - lr * (nesterov ? d + momentum * b : b);
-        }
-    }
-}
 
 /* Adam's moments and parameter update, for i in [0, n):
        m = beta1*m + one_minus_beta1*g
@@ -118,38 +74,27 @@ CG_UPDATE_CLONES static void cg_sgd_d(ptrdiff_t n, double *p, const double *g, d
    (-lr_t * m / denom) evaluate it. Weight decay, maximize and amsgrad are the caller's:
    it passes the gradient that results (amsgrad needs the running maximum of v in the
    denominator, which this loop does not keep). */
-CG_UPDATE_CLONES static void cg_adam_f(ptrdiff_t n, float *p, const float *g, float *m,
-                                       float *v, float step_size, float beta1,
-                                       float one_minus_beta1, float beta2,
-                                       float one_minus_beta2, float eps,
-                                       float bias_correction2_sqrt) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = beta1 * m[i] + one_minus_beta1 * gi;
-        float vi = beta2 * v[i] + one_minus_beta2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] - (step_size * mi) / (sqrtf(vi) / bias_correction2_sqrt + eps);
+#define CG_ADAM(name, T, SQRT)                                                             \
+    CG_CLONES static void name(ptrdiff_t n, T *p, const T *g, T *m, T *v, T step_size,      \
+                               T beta1, T one_minus_beta1, T beta2, T one_minus_beta2,      \
+                               T eps, T bias_correction2_sqrt) {                            \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                 \
+            T gi = g[i];                                                                    \
+            T mi = beta1 * m[i] + one_minus_beta1 * gi;                                     \
+            T vi = beta2 * v[i] + one_minus_beta2 * (gi * gi);                              \
+            m[i] = mi;                                                                      \
+            v[i] = vi;                                                                      \
+            p[i] = p[i] - (step_size * mi) / (SQRT(vi) / bias_correction2_sqrt + eps);      \
+        }                                                                                   \
     }
-}
 
-CG_UPDATE_CLONES static void cg_adam_d(ptrdiff_t n, double *p, const double *g, double *m,
-                                       double *v, double step_size, double beta1,
-                                       double one_minus_beta1, double beta2,
-                                       double one_minus_beta2, double eps,
-                                       double bias_correction2_sqrt) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        double gi = g[i];
-        double mi = beta1 * m[i] + one_minus_beta1 * gi;
-        double vi = beta2 * v[i] + one_minus_beta2 * (gi * gi);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] - (step_size * mi) / (sqrt(vi) / bias_correction2_sqrt + eps);
-    }
-}
+CG_UNFUSED_BEGIN
+CG_SGD(cg_sgd_f, float)
+CG_SGD(cg_sgd_d, double)
+CG_ADAM(cg_adam_f, float, sqrtf)
+CG_ADAM(cg_adam_d, double, sqrt)
+CG_UNFUSED_END
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
-#undef CG_UPDATE_CLONES
+#undef CG_SGD
+#undef CG_ADAM
 #endif
