@@ -11,13 +11,13 @@ gradient in the plan.
 """
 from __future__ import annotations
 
-import math
 import operator
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..optim import SGD, Adam, AdamW
+from ..optim.adam import bias_corrections
 from .plan import Plan
 
 
@@ -56,8 +56,9 @@ class Updates:
                     s = state[p]
                     s["step"] += 1
                     t = s["step"]
-                    program.set_adam(index, lr / (1 - beta1 ** t), beta1, 1 - beta1, beta2,
-                                     1 - beta2, eps, math.sqrt(1 - beta2 ** t))
+                    step_size, bias_correction2_sqrt = bias_corrections(lr, beta1, beta2, t)
+                    program.set_adam(index, step_size, beta1, 1 - beta1, beta2, 1 - beta2,
+                                     eps, bias_correction2_sqrt)
         program.run()
         return True
 

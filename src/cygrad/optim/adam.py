@@ -10,6 +10,12 @@ from .. import backends
 from .optimizer import Optimizer, ParamsT, check_number, grad_like, writable_param
 
 
+def bias_corrections(lr: float, beta1: float, beta2: float, t: int) -> Tuple[float, float]:
+    """(step_size, bias_correction2_sqrt) of Adam's step t, as the update kernel takes
+    them: lr / (1 - beta1^t) and sqrt(1 - beta2^t)."""
+    return lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t)
+
+
 class Adam(Optimizer):
     """PyTorch's Adam (`torch.optim.Adam`), for each parameter p with gradient g, at its
     step t = 1, 2, ...:
@@ -83,8 +89,7 @@ class Adam(Optimizer):
                     g = np.negative(grad, out=np.empty_like(grad))
                 else:
                     g = grad
-                step_size = lr / (1 - beta1 ** t)
-                bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+                step_size, bias_correction2_sqrt = bias_corrections(lr, beta1, beta2, t)
                 param = writable_param(data)
                 if amsgrad:
                     _amsgrad_update(param, g, m, v, state["max_exp_avg_sq"], step_size,
