@@ -159,10 +159,28 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         else:       # c = op(A) @ b; the one column of op(B) is contiguous either way
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
-    if real is float:
-        cg_gemm_f(tb, ta, n, m, k, 1, b, ldb, a, lda, beta, c, ldc)
-    else:
-        cg_gemm_d(tb, ta, n, m, k, 1, b, ldb, a, lda, beta, c, ldc)
+    cdef blasint rows = m
+    cdef int64_t work = <int64_t>m * n * k
+    if k <= _SHORT_INNER and CG_SMALL_WORK <= work <= _SPLIT_WORK:
+        # A short inner size (a weight's gradient over a small batch): OpenBLAS wakes its
+        # threads above CG_SMALL_WORK multiply-adds, and on such a product they cost more
+        # than they save (docs/threads.md, "Thresholds"). Blocks of rows under that size
+        # run on the calling thread.
+        rows = max(1, (CG_SMALL_WORK - 1) // (<int64_t>n * k))
+    i = 0
+    while i < m:
+        if real is float:
+            cg_gemm_f(tb, ta, n, min(rows, m - i), k, 1, b, ldb,
+                      a + (i if trans_a else i * lda), lda, beta, c + i * ldc, ldc)
+        else:
+            cg_gemm_d(tb, ta, n, min(rows, m - i), k, 1, b, ldb,
+                      a + (i if trans_a else i * lda), lda, beta, c + i * ldc, ldc)
+        i += rows
+
+
+cdef enum:
+    _SHORT_INNER = 16      # inner sizes up to this, and
+    _SPLIT_WORK = 1 << 22  # products up to this many multiply-adds, run in blocks
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:

@@ -168,6 +168,8 @@ LINEAR_CASES = [
     pytest.param((257,), 513, 33, id="257x513-to-33"),
     pytest.param((3, 5), 33, 17, id="3d-x"),
     pytest.param((300,), 64, 300, id="300x64-to-300-threaded-bias"),
+    # an inner size of 16 over 2^18 multiply-adds: the forward runs in blocks of rows
+    pytest.param((300,), 16, 130, id="300x16-to-130-short-inner"),
     pytest.param((0,), 5, 3, id="batch0"),
     pytest.param((4,), 0, 3, id="in0"),
     pytest.param((4,), 5, 0, id="out0"),
@@ -253,6 +255,9 @@ MATMUL_CASES = [
     pytest.param(17, 33, 1, id="n1"), pytest.param(33, 1, 17, id="k1"),
     pytest.param(64, 256, 128, id="64x256x128"), pytest.param(257, 513, 33, id="257x513x33"),
     pytest.param(300, 300, 300, id="300x300x300"), pytest.param(0, 3, 4, id="m0"),
+    # grad_b = a.T @ g, an inner size of 16 over 2^18 multiply-adds: blocks of rows, the
+    # last one shorter
+    pytest.param(16, 130, 300, id="16x130x300-short-inner"),
     pytest.param(3, 0, 4, id="k0"), pytest.param(3, 4, 0, id="n0"),
 ]
 
