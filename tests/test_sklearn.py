@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils import shuffle  # noqa: E402
 from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 import cygrad.sklearn  # noqa: E402
@@ -141,6 +142,18 @@ def test_partial_fit_and_warm_start_match_sklearn(backend, rng):
             for model in (ours, theirs):
                 model.fit(X, Y)
     _assert_same_model(ours, theirs)
+
+
+def test_in_place_shuffle_draws_sklearns_permutations():
+    """The epoch loop shuffles its index array in place with the estimator's RandomState;
+    sklearn.utils.shuffle on a copy gives the same order, epoch after epoch."""
+    ours, theirs = np.random.RandomState(5), np.random.RandomState(5)
+    idx, want = np.arange(1797), np.arange(1797)
+    for _ in range(3):
+        ours.shuffle(idx)
+        want = shuffle(want, random_state=theirs)
+        np.testing.assert_array_equal(idx, want)
+    assert not (idx == np.arange(1797)).all()
 
 
 @pytest.mark.parametrize("out", [("softmax", "log_loss", 3), ("logistic", "log_loss", 2),

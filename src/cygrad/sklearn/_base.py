@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import _safe_indexing, gen_batches, shuffle
+from sklearn.utils import _safe_indexing, gen_batches
 from sklearn.utils._param_validation import Options, StrOptions
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
@@ -162,7 +162,9 @@ class KernelPerceptron:
             self.n_iter_ = 0
             for it in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # In place, on an array we own: the draws and the permutation of
+                    # sklearn.utils.shuffle, without its validation and copies.
+                    self._random_state.shuffle(sample_idx)
 
                 accumulated_loss = 0.0
                 for batch_slice in gen_batches(n_samples, batch_size):
