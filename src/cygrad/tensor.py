@@ -16,6 +16,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SMALL = 1024  # elements: below it, add_grad accumulates through a temporary
 
 
 class _GradMode(threading.local):
@@ -106,6 +107,16 @@ class Tensor:
         self._op = ""  # "" for a leaf; an op's name otherwise
         self._retains_grad = False
         self._sequence = -1  # leaves are never ordered
+
+    @classmethod
+    def _of(cls, data: np.ndarray) -> "Tensor":
+        """A leaf over `data`, a float32 or float64 ndarray the caller vouches for: the
+        constructor's conversions and checks skipped (a compiled step's loss)."""
+        out = cls.__new__(cls)
+        out.data, out.grad, out.requires_grad = data, None, False
+        out._parents, out._backward, out._op = (), None, ""
+        out._retains_grad, out._sequence = False, -1
+        return out
 
     @classmethod
     def from_op(cls, data: np.ndarray, parents: Sequence["Tensor"], backward: Backward,
@@ -269,7 +280,12 @@ class Tensor:
         if not (type(grad) is np.ndarray and grad.dtype == data.dtype and flags.writeable
                 and flags.c_contiguous):
             grad, _ = self.grad_slot()  # a user's .grad: made a buffer of ours first
-        grad += value
+        if grad.size <= _SMALL:
+            # NumPy's in-place add checks its output for overlap, which costs twice the
+            # add itself on a few elements: a temporary and a copy back cost less.
+            grad[...] = grad + value
+        else:
+            grad += value
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad: object = None, retain_graph: bool = False) -> None:
