@@ -102,8 +102,9 @@ class CompiledStep:
             raise RuntimeError("cg.compile: a compiled step was called while a step is "
                                "being recorded: call the model's forward inside fn, not "
                                "another compiled step")
-        arrays = [_as_input(i, x) for i, x in enumerate(inputs)]
-        key = (backends.active(), is_grad_enabled(), tuple((a.shape, a.dtype) for a in arrays))
+        arrays = [x if x.__class__ is np.ndarray and x.dtype.char in "fd" else _as_input(i, x)
+                  for i, x in enumerate(inputs)]
+        key = (backends.active(), is_grad_enabled(), tuple([(a.shape, a.dtype) for a in arrays]))
         plan = self._plans.get(key)
         if plan is not None and plan is not _EAGER and not _leaves_intact(plan):
             plan = None  # a parameter's array was replaced: record again
@@ -116,7 +117,7 @@ class CompiledStep:
     def _replay(self, plan: Plan, arrays: List[np.ndarray]) -> Tensor:
         plan.run(*arrays)
         self._deliver(plan)
-        return Tensor(plan.loss.copy())
+        return Tensor._of(plan.loss.copy())
 
     def _deliver(self, plan: Plan) -> None:
         """Hand the gradients to the leaves (as backward() would), then step."""
@@ -124,12 +125,13 @@ class CompiledStep:
             for t, g in plan.grads:
                 t.add_grad(g)
             return
-        self.optimizer.zero_grad()
+        optimizer = self.optimizer
+        optimizer.zero_grad()
         for t, g in plan.grads:
             t.grad = g
-        updates = updates_for(self.optimizer, plan)
-        if updates is None or not updates.step(self.optimizer):
-            self.optimizer.step()
+        updates = updates_for(optimizer, plan)
+        if updates is None or not updates.step(optimizer):
+            optimizer.step()
 
     def _eager(self, arrays: List[np.ndarray]) -> Tensor:
         if self.optimizer is not None:

@@ -100,12 +100,13 @@ def updates_for(optimizer: Any, plan: Plan) -> Optional[Updates]:
 
 
 def _key(optimizer: Any) -> List[Any]:
-    """What the records point into: each parameter, its array and its state's arrays,
-    to compare by identity."""
+    """What the records point into, to compare by identity: each parameter and its
+    state's arrays. (The parameters' arrays are the plan's leaves, which the compiled
+    step checks before each replay.)"""
     state, key = optimizer.state, []
     for group in optimizer.param_groups:
         for p in group["params"]:
-            key += (p, p.data)
+            key.append(p)
             s = state.get(p)
             if s:
                 key += [v for v in s.values() if v.__class__ is np.ndarray]
