@@ -30,3 +30,17 @@ def test_recorded_op(benchmark, timed, impl):
     if impl not in impls:
         pytest.skip(f"{impl} not installed")
     timed(impls[impl])
+
+
+@pytest.mark.parametrize("impl", ["cygrad", "torch"])
+def test_recorded_chain(benchmark, timed, impl):
+    """A call is CHAIN_LENGTH recorded ops, forward and backward: its time over that is the
+    cost of one (extra_info["per_op_us"])."""
+    benchmark.group = (f"graph overhead: a chain of {peers.CHAIN_LENGTH} multiplications "
+                       "and backward (1 element, float32)")
+    impls = peers.recorded_chain()
+    if impl not in impls:
+        pytest.skip(f"{impl} not installed")
+    timed(impls[impl])
+    if not benchmark.disabled:
+        benchmark.extra_info["per_op_us"] = benchmark.stats["min"] * 1e6 / peers.CHAIN_LENGTH

@@ -216,6 +216,15 @@ def test_kernel_peers_agree(rng, dtype, accumulate):
                 start, [g @ b.T + base[0], a.T @ g + base[1]], dtype)
 
 
+def test_chain_peers_agree():
+    """The graph-overhead chain computes the same gradient in every installed peer."""
+    impls = peers.recorded_chain(length=30)
+    want = 31 * np.float32(1.0001) ** 30
+    for name, chain in impls.items():
+        for _ in range(2):  # a second call starts from a cleared gradient
+            np.testing.assert_allclose(np.asarray(chain()), [want], rtol=1e-5, err_msg=name)
+
+
 @pytest.mark.slow
 def test_training_peers_take_the_same_steps():
     """Every installed peer starts from the same weights and data: equal losses."""

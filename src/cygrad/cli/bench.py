@@ -101,6 +101,8 @@ CASES: List[Case] = [
     Case("MLP step 784-H-10", "batch 64, H 256", _training_step(64, 256)),
     Case("MLP step 784-H-10", "batch 1024, H 1024", _training_step(1024, 1024), quick=False),
     Case("recorded mul+sum", "1 element", lambda dtype, torch: peers.recorded_op()),
+    Case(f"chain of {peers.CHAIN_LENGTH} mul", "1 element",
+         lambda dtype, torch: peers.recorded_chain()),
 ]
 
 

@@ -332,6 +332,39 @@ def training_steps(batch: int, hidden: int, dtype=np.float32) -> Dict[str, Step]
     return {name: step for name, step in steps.items() if step is not None}
 
 
+CHAIN_LENGTH = 100
+
+
+def recorded_chain(length: int = CHAIN_LENGTH) -> Dict[str, Step]:
+    """The graph's cost per op: record `length` multiplications of a 1-element float32
+    tensor by itself in a chain (y = y * x), then run backward; a call's time over
+    `length` is the cost of one recorded op, forward and backward. A call returns the
+    gradient, (length + 1) x^length."""
+    x = Tensor(np.full(1, 1.0001, np.float32), requires_grad=True)
+
+    def cygrad() -> object:
+        x.grad = None
+        y = x
+        for _ in range(length):
+            y = y * x
+        y.sum().backward()
+        return x.grad
+    impls: Impls = {"cygrad": cygrad}
+    torch = _import("torch")
+    if torch is not None:
+        xt = torch.full((1,), 1.0001, dtype=torch.float32, requires_grad=True)
+
+        def torch_chain() -> object:
+            xt.grad = None
+            y = xt
+            for _ in range(length):
+                y = y * xt
+            y.sum().backward()
+            return xt.grad
+        impls["torch"] = torch_chain
+    return impls
+
+
 def recorded_op() -> Dict[str, Step]:
     """The graph's own cost: record one multiply of two 1-element tensors, run backward."""
     a, b = Tensor(np.ones(1), requires_grad=True), Tensor(np.ones(1), requires_grad=True)
