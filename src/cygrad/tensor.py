@@ -287,6 +287,16 @@ class Tensor:
         else:
             grad += value
 
+    def _add_own_grad(self, value: np.ndarray, owned: bool = False) -> None:
+        """add_grad for a `value` of exactly this tensor's shape and dtype (the gradient
+        of an op on operands of one shape and dtype): the first one is kept as it is
+        when owned and C-contiguous, without add_grad's shape and dtype checks."""
+        if owned and self.grad is None and value.__class__ is np.ndarray \
+                and value.flags.c_contiguous:
+            self.grad = value
+        else:
+            self.add_grad(value, owned)
+
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad: object = None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor with respect to every tensor it came from

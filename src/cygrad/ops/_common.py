@@ -103,10 +103,10 @@ def operands(a: TensorLike, b: TensorLike) -> Tuple[Tensor, Tensor, Receive]:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         a_data, b_data = a.data, b.data
         if a_data.dtype is b_data.dtype and a_data.shape == b_data.shape:
-            return a, b, Tensor.add_grad
+            return a, b, Tensor._add_own_grad
     a, b = binary(a, b)
     if a.data.shape == b.data.shape and a.data.dtype == b.data.dtype:
-        return a, b, Tensor.add_grad
+        return a, b, Tensor._add_own_grad
     return a, b, functools.partial(send, k=backends.active())
 
 
