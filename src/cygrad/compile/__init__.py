@@ -126,12 +126,17 @@ class CompiledStep:
                 t.add_grad(g)
             return
         optimizer = self.optimizer
-        optimizer.zero_grad()
+        updates = updates_for(optimizer, plan)
+        # The records read the gradients' buffers, and exist only when every parameter
+        # has one: zero_grad() would clear nothing that is not set again here.
+        if updates is None or not updates.step(optimizer):
+            optimizer.zero_grad()
+            for t, g in plan.grads:
+                t.grad = g
+            optimizer.step()
+            return
         for t, g in plan.grads:
             t.grad = g
-        updates = updates_for(optimizer, plan)
-        if updates is None or not updates.step(optimizer):
-            optimizer.step()
 
     def _eager(self, arrays: List[np.ndarray]) -> Tensor:
         if self.optimizer is not None:
