@@ -384,15 +384,21 @@ cdef int _execute_one(Record* r, real kind) except -1 nogil:
         else:
             cg_sigmoid_backward_d(a, b, c, n, r.flag2)
     elif r.code == RELU:
+        # One comparison (false for NaN) and a select, on values read unconditionally: a
+        # loop without branches, which the compiler vectorizes. A branch per element
+        # mispredicts on about half of a layer's signs.
         for i in range(n):
-            c[i] = a[i] if (a[i] >= 0 or a[i] != a[i]) else 0
+            v = a[i]
+            c[i] = 0 if v < 0 else v
     elif r.code == RELU_BACKWARD:
-        for i in range(n):
-            v = 0 if b[i] <= 0 else a[i]
-            if r.flag2:
-                c[i] += v
-            else:
-                c[i] = v
+        if r.flag2:
+            for i in range(n):
+                v = a[i]
+                c[i] += 0 if b[i] <= 0 else v
+        else:
+            for i in range(n):
+                v = a[i]
+                c[i] = 0 if b[i] <= 0 else v
     elif r.code == BIAS_BACKWARD:
         _bias_backward(a, r.m, n, c, r.flag2)
     elif r.code == MSE:
