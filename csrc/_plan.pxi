@@ -4,14 +4,20 @@
 # record calls the very loop the eager op calls, on the same buffers, so a replay gives
 # the eager results bit for bit (but for the MSE loss's own value, summed here in double,
 # which no gradient reads). A step of which some ops have no record keeps them as
-# Python calls between runs of records; the GIL is taken back only there.
+# Python calls between runs of records; the GIL is taken back only there. SCALE and
+# SOFTMAX_LOG_LOSS have no eager op: they serve scikit-learn's perceptrons
+# (cygrad/sklearn/_program.py), and their tests hold them to NumPy's formulas.
 
+from libc.float cimport DBL_EPSILON, FLT_EPSILON
+from libc.math cimport log
 from libc.stdlib cimport realloc
 from libc.string cimport memset
 from numpy import copyto as np_copyto
 
 
 cdef extern from "_sigmoid.h":
+    float cg_exp_nonpositive_f(float x) noexcept nogil
+    double cg_exp_nonpositive_d(double x) noexcept nogil
     void cg_sigmoid_f(const float* x, float* out, Py_ssize_t n) noexcept nogil
     void cg_sigmoid_d(const double* x, double* out, Py_ssize_t n) noexcept nogil
     void cg_sigmoid_backward_f(const float* g, const float* y, float* out, Py_ssize_t n,
@@ -51,6 +57,9 @@ cdef enum Code:
     BINARY           # c = a (+ - * /) b, the operator in m: 0 + 1 - 2 * 3 /
     SGD              # cg_sgd(n, c, a, b, s[0..4], nesterov=flag0, first=flag1)
     ADAM             # cg_adam(n, c, a, b, d, s[0..6])
+    SCALE            # c (+)= s[0] * a
+    SOFTMAX_LOG_LOSS  # rows of c (m x n): softmax, log loss against a into d[0], error;
+                     # b the m row weights or NULL
 
 
 ctypedef struct Record:
@@ -176,6 +185,36 @@ cdef class Program:
         r.a = self._array(a, c, False, r.n, "a")
         r.b = self._array(b, c, False, r.n, "b")
         r.c = self._array(c, c, True, r.n, "c")
+        self._commit()
+
+    def scale(self, a, c, double factor, bint accumulate) -> int:
+        """c (+)= factor * a, element by element (set_scale changes the factor); its
+        index."""
+        cdef Record* r = self._append(SCALE, c)
+        r.n = c.size
+        r.a = self._array(a, c, False, r.n, "a")
+        r.c = self._array(c, c, True, r.n, "c")
+        r.s[0] = factor
+        r.flag2 = accumulate
+        return self._commit()
+
+    def set_scale(self, Py_ssize_t index, double factor) -> None:
+        self._record(index, SCALE).s[0] = factor
+
+    def softmax_log_loss(self, out, y, weight, loss) -> None:
+        """Each row of the 2-D `out` (the output layer's values) becomes its softmax p;
+        loss[0] = -sum_i w_i sum_j y_ij log(clip(p_ij, eps, 1 - eps)) / sum_i w_i (a
+        term only where y_ij != 0); then out = ((p - y) * w_i) / sum_i w_i, the log loss's
+        gradient at the softmax's input. w_i = weight[i], or 1 where weight is None."""
+        cdef Record* r = self._append(SOFTMAX_LOG_LOSS, out)
+        if out.ndim != 2:
+            raise ValueError(f"out: expected 2 dimensions, got {out.ndim}")
+        r.m, r.n = out.shape[0], out.shape[1]
+        r.c = self._array(out, out, True, r.m * r.n, "out")
+        r.a = self._array(y, out, False, r.m * r.n, "y")
+        if weight is not None:
+            r.b = self._array(weight, out, False, r.m, "weight")
+        r.d = self._array(loss, out, True, 1, "loss")
         self._commit()
 
     @property
@@ -427,4 +466,66 @@ cdef int _execute_one(Record* r, real kind) except -1 nogil:
                       <float>r.s[3], <float>r.s[4], <float>r.s[5], <float>r.s[6])
         else:
             cg_adam_d(n, c, a, b, d, r.s[0], r.s[1], r.s[2], r.s[3], r.s[4], r.s[5], r.s[6])
+    elif r.code == SCALE:
+        scale = <real>r.s[0]
+        if r.flag2:
+            for i in range(n):
+                c[i] += scale * a[i]
+        else:
+            for i in range(n):
+                c[i] = scale * a[i]
+    elif r.code == SOFTMAX_LOG_LOSS:
+        _softmax_log_loss(c, a, <const real*>b, d, r.m, n)
     return 0
+
+
+cdef inline real _exp_nonpositive(real x) noexcept nogil:
+    if real is float:
+        return cg_exp_nonpositive_f(x)
+    else:
+        return cg_exp_nonpositive_d(x)
+
+
+cdef void _softmax_log_loss(real* out, const real* y, const real* weight, real* loss,
+                            Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """The SOFTMAX_LOG_LOSS record, in scikit-learn's operations: each row less its
+    maximum (the exponentials are then at most 1), exponentiated, divided by its sum;
+    the probabilities clipped to [eps, 1 - eps] for the log."""
+    cdef Py_ssize_t i, j
+    cdef real* row
+    cdef const real* target
+    cdef real top, total, p, w = 1, inv
+    cdef real eps = FLT_EPSILON if real is float else DBL_EPSILON
+    cdef double weight_sum = rows, log_sum = 0, row_log
+    if weight != NULL:
+        weight_sum = 0
+        for i in range(rows):
+            weight_sum += weight[i]
+    if rows == 0 or cols == 0:
+        loss[0] = 0
+        return
+    inv = <real>(1.0 / weight_sum)
+    for i in range(rows):
+        row = out + i * cols
+        top = row[0]
+        for j in range(1, cols):
+            top = row[j] if row[j] > top else top
+        for j in range(cols):
+            row[j] = row[j] - top
+    for i in range(rows * cols):  # one long loop, which the compiler vectorizes
+        out[i] = _exp_nonpositive(out[i])
+    for i in range(rows):
+        row, target = out + i * cols, y + i * cols
+        total = 0
+        for j in range(cols):
+            total += row[j]
+        row_log = 0
+        if weight != NULL:
+            w = weight[i]
+        for j in range(cols):
+            p = row[j] / total
+            if target[j] != 0:
+                row_log += target[j] * log(min(max(p, eps), 1 - eps))
+            row[j] = ((p - target[j]) * w) * inv if weight != NULL else (p - target[j]) * inv
+        log_sum += w * row_log
+    loss[0] = <real>(-log_sum / weight_sum)

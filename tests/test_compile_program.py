@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.special as scipy_special
 
 import cygrad as cg
 from cygrad import functional as F
@@ -105,6 +106,52 @@ def test_mse_records_equal_the_eager_loss(rng, dtype, mean):
     np.testing.assert_array_equal(gt, 2 + t.grad)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_scale_record_and_its_factor(rng, dtype, accumulate):
+    a = rng.standard_normal((5, 3)).astype(dtype)
+    c = np.full((5, 3), 2, dtype)
+    program = _linear.Program()
+    index = program.scale(a, c, 0.5, accumulate)
+    program.set_scale(index, 0.3)  # the factor of the next runs
+    program.run()
+    want = np.multiply(a, dtype(0.3))
+    np.testing.assert_array_equal(c, 2 + want if accumulate else want)
+    with pytest.raises(IndexError):
+        program.set_scale(index + 1, 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(1, 3), (7, 10), (40, 2)])
+def test_softmax_log_loss_record_against_numpy(rng, dtype, weighted, shape):
+    """scikit-learn's softmax, log loss (probabilities clipped to [eps, 1 - eps]) and
+    output error, with and without sample weights; soft targets as well as one-hot."""
+    rows, cols = shape
+    out = (5 * rng.standard_normal(shape)).astype(dtype)
+    out[0, 0] = 200  # the other classes' probabilities underflow: the clip is reached
+    y = np.eye(cols, dtype=dtype)[rng.integers(0, cols, rows)]
+    y[-1] = rng.dirichlet(np.ones(cols))
+    weight = rng.uniform(0.5, 2, rows).astype(dtype) if weighted else None
+    loss = np.full(1, 7, dtype)
+    logits = out.copy()
+    program = _linear.Program()
+    program.softmax_log_loss(out, y, weight, loss)
+    program.run()
+
+    w = np.ones(rows) if weight is None else weight.astype(np.float64)
+    exp = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    prob = exp / exp.sum(axis=1, keepdims=True)
+    eps = np.finfo(dtype).eps
+    clipped = np.clip(prob, eps, 1 - eps)
+    want_loss = -np.average(scipy_special.xlogy(y, clipped), weights=w, axis=0).sum()
+    want_error = (prob - y) * w[:, None] / w.sum()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(loss[0], want_loss, **tol)
+    np.testing.assert_allclose(out, want_error, **tol)
+    assert out.dtype == loss.dtype == dtype
+
+
 def test_records_refuse_bad_arrays():
     program = _linear.Program()
     a = np.zeros((3, 4), np.float32)
@@ -124,6 +171,12 @@ def test_records_refuse_bad_arrays():
         program.product(a, a, np.zeros((3, 3), np.float32), False, False, False)
     with pytest.raises(IndexError):
         program.set_sgd((0,), 0.1, 0, 1, 0, 1, False, False)
+    with pytest.raises(ValueError, match="^weight: expected 3 elements"):
+        program.softmax_log_loss(a, a, np.ones(4, np.float32), np.zeros(1, np.float32))
+    with pytest.raises(ValueError, match="^out: expected 2 dimensions"):
+        program.softmax_log_loss(a.reshape(-1), a.reshape(-1), None, np.zeros(1, np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        program.scale(a, np.zeros((3, 4)), 1.0, False)
     assert len(program) == 0
 
 
