@@ -28,6 +28,7 @@ from sklearn.utils.validation import validate_data
 
 from ._network import Network
 from ._optimizers import FlatAdam, FlatSGD
+from ._program import BatchPrograms
 
 Array = np.ndarray
 
@@ -154,9 +155,16 @@ class KernelPerceptron:
                               "sample size. It is going to be clipped")
             batch_size = np.clip(self.batch_size, 1, n_samples)
         dense = not sp.issparse(X_train)
+        programs = BatchPrograms.for_net(net, dense, sample_weight is not None,
+                                         self._optimizer)
+        if programs is not None:
+            # The targets in the network's dtype once, not a conversion per batch.
+            y_train = y_train.astype(net.dtype, copy=False)
+            if sample_weight_train is not None:
+                sample_weight_train = sample_weight_train.astype(net.dtype, copy=False)
         # Shuffled batches are gathered into one buffer, not a new array per batch.
         gathered = np.empty((batch_size, X_train.shape[1]), X_train.dtype) if dense \
-            and self.shuffle else None
+            and self.shuffle and programs is None else None
 
         try:
             self.n_iter_ = 0
@@ -168,6 +176,15 @@ class KernelPerceptron:
 
                 accumulated_loss = 0.0
                 for batch_slice in gen_batches(n_samples, batch_size):
+                    rows = batch_slice.stop - batch_slice.start
+                    if programs is not None:
+                        batch = sample_idx[batch_slice] if self.shuffle else batch_slice
+                        program = programs.get(rows)
+                        accumulated_loss += program.step(
+                            X_train, y_train, sample_weight_train, batch) * rows
+                        if program.adam is None:
+                            self._optimizer.update_params(params, grads)
+                        continue
                     if self.shuffle:
                         batch_idx = sample_idx[batch_slice]
                         if dense:
@@ -185,7 +202,7 @@ class KernelPerceptron:
                                            else sample_weight_train[batch_idx])
 
                     batch_loss = net.loss_and_grads(X_batch, y_batch, sample_weight_batch)
-                    accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
+                    accumulated_loss += batch_loss * rows
                     self._optimizer.update_params(params, grads)
 
                 self.n_iter_ += 1

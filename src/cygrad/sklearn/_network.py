@@ -113,6 +113,20 @@ def output_loss_and_error(loss: str, out_activation: str, y: Array, prob: Array,
     return value
 
 
+def output_loss_and_scaled_error(loss: str, out_activation: str, y: Array, prob: Array,
+                                 sample_weight: Optional[Array]) -> float:
+    """`output_loss_and_error`, with the error then weighted by `sample_weight` and
+    divided by its sum (the batch size without weights): the gradient of the weighted
+    mean loss."""
+    value = output_loss_and_error(loss, out_activation, y, prob, sample_weight)
+    # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
+    weight_sum = float(prob.shape[0] if sample_weight is None else sample_weight.sum())
+    if sample_weight is not None:
+        prob *= sample_weight.reshape(-1, 1)
+    prob *= 1 / weight_sum
+    return value
+
+
 def _other_loss(loss: str, out_activation: str, y: Array, prob: Array,
                 sample_weight: Optional[Array]) -> float:
     if out_activation == "logistic" and loss == "log_loss":
@@ -213,15 +227,12 @@ class Network:
         acts = self.forward(X)
         deltas = self._work(X.shape[0])[1]
         delta = acts[-1]  # the output's buffer becomes the output error
-        loss = output_loss_and_error(self.loss, self.out_activation, y, delta, sample_weight)
+        loss = output_loss_and_scaled_error(self.loss, self.out_activation, y, delta,
+                                            sample_weight)
         # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
         weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
         w_flat = self.params[:self.n_weights]
         loss += 0.5 * float(self.alpha) * float(np.dot(w_flat, w_flat)) / weight_sum
-
-        if sample_weight is not None:
-            delta *= sample_weight.reshape(-1, 1)
-        delta *= 1 / weight_sum
         decay = float(self.alpha) / weight_sum
         for i in range(len(self.weights) - 1, -1, -1):
             a_in = X if i == 0 else acts[i - 1]

@@ -52,13 +52,18 @@ class FlatAdam(AdamOptimizer):
 
     state_names = ("ms", "vs")
 
-    def update_params(self, params: List[Array], grads: List[Array]) -> None:
+    def next_step_size(self) -> float:
+        """Count a step and return its lr_t (also kept as `learning_rate`)."""
         self.t += 1
-        # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
         beta_1, beta_2 = float(self.beta_1), float(self.beta_2)
+        # A Python float: a NumPy float64 scalar would compute float32 arrays in float64.
         self.learning_rate = float(self.learning_rate_init * np.sqrt(1 - beta_2 ** self.t)
                                    / (1 - beta_1 ** self.t))
-        eps = float(self.epsilon)
+        return self.learning_rate
+
+    def update_params(self, params: List[Array], grads: List[Array]) -> None:
+        step_size = self.next_step_size()
+        beta_1, beta_2, eps = float(self.beta_1), float(self.beta_2), float(self.epsilon)
         for param, grad, m, v in zip(params, grads, self.ms, self.vs):
-            kernels.adam_update(param, grad, m, v, step_size=self.learning_rate,
-                                beta1=beta_1, beta2=beta_2, eps=eps)
+            kernels.adam_update(param, grad, m, v, step_size=step_size, beta1=beta_1,
+                                beta2=beta_2, eps=eps)
