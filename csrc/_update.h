@@ -78,13 +78,27 @@
     CG_CLONES static void name(ptrdiff_t n, T *p, const T *g, T *m, T *v, T step_size,      \
                                T beta1, T one_minus_beta1, T beta2, T one_minus_beta2,      \
                                T eps, T bias_correction2_sqrt) {                            \
+        /* scikit-learn's rule divides by 1, which leaves every value as it is: a loop     \
+           without it spares one division of two, the loop's bottleneck. */                 \
+        const T c = bias_correction2_sqrt;                                                  \
+        if (c == (T)1) {                                                                    \
+            for (ptrdiff_t i = 0; i < n; i++) {                                             \
+                T gi = g[i];                                                                \
+                T mi = beta1 * m[i] + one_minus_beta1 * gi;                                 \
+                T vi = beta2 * v[i] + one_minus_beta2 * (gi * gi);                          \
+                m[i] = mi;                                                                  \
+                v[i] = vi;                                                                  \
+                p[i] = p[i] - (step_size * mi) / (SQRT(vi) + eps);                          \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
         for (ptrdiff_t i = 0; i < n; i++) {                                                 \
             T gi = g[i];                                                                    \
             T mi = beta1 * m[i] + one_minus_beta1 * gi;                                     \
             T vi = beta2 * v[i] + one_minus_beta2 * (gi * gi);                              \
             m[i] = mi;                                                                      \
             v[i] = vi;                                                                      \
-            p[i] = p[i] - (step_size * mi) / (SQRT(vi) / bias_correction2_sqrt + eps);      \
+            p[i] = p[i] - (step_size * mi) / (SQRT(vi) / c + eps);                          \
         }                                                                                   \
     }
 
