@@ -61,7 +61,7 @@ class Plan:
         self.grad: Dict[int, np.ndarray] = {}   # id(tensor) -> the buffer of its gradient
         self.written: Dict[int, bool] = {}      # during build: gradient written yet?
         self.saved: Dict[Node, np.ndarray] = {}  # an op's forward values its backward reads
-        self.program = _new_program(k)
+        self.program = new_program(k)
         self.updates: Any = None  # the optimizer's update records (updates.py), once made
         self.forward: List[Step] = []
         self.backward: List[Step] = []
@@ -207,7 +207,7 @@ class Plan:
             call()  # type: ignore[operator]
 
 
-def _new_program(k: object) -> Any:
+def new_program(k: object) -> Any:
     """A compiled Program on the compiled backend, else None."""
     linear = getattr(k, "_linear", None) if getattr(k, "name", "") == "cython" else None
     return None if linear is None else linear.Program()

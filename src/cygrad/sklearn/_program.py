@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from .. import backends
+from ..compile import plan
 from ._network import ACTIVATIONS, DERIVATIVES, Network, output_loss_and_scaled_error
 from ._optimizers import FlatAdam
 
@@ -31,9 +32,7 @@ Batch = Union[Array, slice]
 def new_program() -> Any:
     """An empty compiled Program, or None where the active backend has none (the
     reference backend: the fit then runs `Network`'s NumPy path)."""
-    k = backends.active()
-    linear = getattr(k, "_linear", None) if getattr(k, "name", "") == "cython" else None
-    return None if linear is None else linear.Program()
+    return plan.new_program(backends.active())
 
 
 class BatchProgram:
