@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -340,28 +340,21 @@ def recorded_chain(length: int = CHAIN_LENGTH) -> Dict[str, Step]:
     tensor by itself in a chain (y = y * x), then run backward; a call's time over
     `length` is the cost of one recorded op, forward and backward. A call returns the
     gradient, (length + 1) x^length."""
-    x = Tensor(np.full(1, 1.0001, np.float32), requires_grad=True)
-
-    def cygrad() -> object:
-        x.grad = None
-        y = x
-        for _ in range(length):
-            y = y * x
-        y.sum().backward()
-        return x.grad
-    impls: Impls = {"cygrad": cygrad}
+    def chain(x: Any) -> Step:  # the same code on a cygrad Tensor and a torch tensor
+        def step() -> object:
+            x.grad = None
+            y = x
+            for _ in range(length):
+                y = y * x
+            y.sum().backward()
+            return x.grad
+        return step
+    impls: Impls = {"cygrad": chain(Tensor(np.full(1, 1.0001, np.float32),
+                                           requires_grad=True))}
     torch = _import("torch")
     if torch is not None:
-        xt = torch.full((1,), 1.0001, dtype=torch.float32, requires_grad=True)
-
-        def torch_chain() -> object:
-            xt.grad = None
-            y = xt
-            for _ in range(length):
-                y = y * xt
-            y.sum().backward()
-            return xt.grad
-        impls["torch"] = torch_chain
+        impls["torch"] = chain(torch.full((1,), 1.0001, dtype=torch.float32,
+                                          requires_grad=True))
     return impls
 
 

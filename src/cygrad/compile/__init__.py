@@ -128,15 +128,14 @@ class CompiledStep:
         optimizer = self.optimizer
         updates = updates_for(optimizer, plan)
         # The records read the gradients' buffers, and exist only when every parameter
-        # has one: zero_grad() would clear nothing that is not set again here.
-        if updates is None or not updates.step(optimizer):
+        # has one: zero_grad() would clear nothing that is not set again below.
+        stepped = updates is not None and updates.step(optimizer)
+        if not stepped:
             optimizer.zero_grad()
-            for t, g in plan.grads:
-                t.grad = g
-            optimizer.step()
-            return
         for t, g in plan.grads:
             t.grad = g
+        if not stepped:
+            optimizer.step()
 
     def _eager(self, arrays: List[np.ndarray]) -> Tensor:
         if self.optimizer is not None:
