@@ -52,14 +52,16 @@ ctypedef fused real:
 ctypedef int64_t blasint  # sizes travel as 64-bit ints; cg_blas_max() bounds them
 
 cdef str _blas_name = None
+cdef bint _small_matrix_kernels = False
 
 
 def use_blas(str name not None, addresses, bint ilp64):
     """Route every product through the BLAS `name`, given `addresses`: the integer
     addresses of its Fortran routines sgemm, dgemm, sgemv, dgemv, saxpy and daxpy, which
     must stay loaded, with 64-bit integers (`ilp64`) or 32-bit ones. Chosen by
-    cygrad/runtime.py; not while kernels run."""
-    global _blas_name
+    cygrad/runtime.py; not while kernels run. Small-matrix kernels are off until
+    `use_small_matrix_kernels` says the BLAS has them."""
+    global _blas_name, _small_matrix_kernels
     cdef void* routines[6]
     if addresses is None or len(addresses) != 6 or not all(
             isinstance(p, int) and p > 0 for p in addresses):
@@ -69,6 +71,21 @@ def use_blas(str name not None, addresses, bint ilp64):
         routines[i] = <void*><size_t>addresses[i]
     cg_blas_use(routines, ilp64)
     _blas_name = name
+    _small_matrix_kernels = False
+
+
+def use_small_matrix_kernels(bint enable):
+    """Whether the BLAS in use runs products of up to a million multiply-adds without
+    packing its operands (OpenBLAS on AVX-512 cores): then a few rows against a large
+    transposed matrix run in blocks of that size (_gemm). Set by cygrad/runtime.py after
+    `use_blas`; not while kernels run."""
+    global _small_matrix_kernels
+    _small_matrix_kernels = enable
+
+
+def small_matrix_kernels() -> bool:
+    """The setting of `use_small_matrix_kernels`."""
+    return _small_matrix_kernels
 
 
 def share_blas_threads(size_t threads_setter):
@@ -132,7 +149,7 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
     cdef blasint lda = max(1, m if trans_a else k)
     cdef blasint ldb = max(1, k if trans_b else n)
     cdef blasint ldc = max(1, n)
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum: BLAS implementations differ on whether they touch C
@@ -159,7 +176,8 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         else:       # c = op(A) @ b; the one column of op(B) is contiguous either way
             _gemv(not trans_a, k, m, lda, a, b, c)
         return
-    cdef blasint rows = m
+    # Blocks of rows and columns, each its own BLAS call; the whole product by default.
+    cdef blasint rows = m, cols = n
     cdef int64_t work = <int64_t>m * n * k
     if k <= _SHORT_INNER and CG_SMALL_WORK <= work <= _SPLIT_WORK:
         # A short inner size (a weight's gradient over a small batch): OpenBLAS wakes its
@@ -167,20 +185,43 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         # than they save (docs/threads.md, "Thresholds"). Blocks of rows under that size
         # run on the calling thread.
         rows = max(1, (CG_SMALL_WORK - 1) // (<int64_t>n * k))
+    elif (_small_matrix_kernels and trans_b and not trans_a
+          and m * sizeof(real) <= _FEW_ROWS_BYTES and k >= _SMALL_KERNEL_MIN_INNER
+          and _SMALL_KERNEL_WORK < work <= _BLOCKS_WORK):
+        # A few rows against a transposed matrix (a layer's forward over a small batch):
+        # whole, the BLAS packs the large operand on every call; in blocks of columns its
+        # small-matrix kernels read it where it lies (docs/threads.md, "Thresholds").
+        # Their limits for this transpose: a million multiply-adds, an output block of
+        # _SMALL_KERNEL_MAX_OUTPUT elements.
+        cols = max(1, min(_SMALL_KERNEL_WORK // (<int64_t>m * k), _SMALL_KERNEL_MAX_OUTPUT // m))
     i = 0
     while i < m:
-        if real is float:
-            cg_gemm_f(tb, ta, n, min(rows, m - i), k, 1, b, ldb,
-                      a + (i if trans_a else i * lda), lda, beta, c + i * ldc, ldc)
-        else:
-            cg_gemm_d(tb, ta, n, min(rows, m - i), k, 1, b, ldb,
-                      a + (i if trans_a else i * lda), lda, beta, c + i * ldc, ldc)
+        j = 0
+        while j < n:
+            if real is float:
+                cg_gemm_f(tb, ta, min(cols, n - j), min(rows, m - i), k, 1,
+                          b + (j * ldb if trans_b else j), ldb,
+                          a + (i if trans_a else i * lda), lda, beta, c + i * ldc + j, ldc)
+            else:
+                cg_gemm_d(tb, ta, min(cols, n - j), min(rows, m - i), k, 1,
+                          b + (j * ldb if trans_b else j), ldb,
+                          a + (i if trans_a else i * lda), lda, beta, c + i * ldc + j, ldc)
+            j += cols
         i += rows
 
 
 cdef enum:
     _SHORT_INNER = 16      # inner sizes up to this, and
     _SPLIT_WORK = 1 << 22  # products up to this many multiply-adds, run in blocks
+    # Few rows: 16 float32 or 8 float64 rows, the sizes where blocks were measured to pay.
+    _FEW_ROWS_BYTES = 64
+    _BLOCKS_WORK = 1 << 23
+    # OpenBLAS's small-matrix kernels (SkylakeX) for a transposed first operand of the
+    # column-major call: at most this many multiply-adds, output elements, and an inner
+    # size of at least this.
+    _SMALL_KERNEL_WORK = 1000000
+    _SMALL_KERNEL_MAX_OUTPUT = 1200
+    _SMALL_KERNEL_MIN_INNER = 32
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:

@@ -112,6 +112,27 @@ def test_runtime_info_names_the_blas_in_use():
     assert "unknown build" not in text, text  # also where show_config has no dicts
 
 
+def test_small_matrix_kernels_follow_the_blas_core():
+    """A small batch's forward runs in blocks for OpenBLAS's small-matrix kernels exactly
+    where OpenBLAS chose kernels for a core that has them; `info` says which core."""
+    core = runtime._blas_core(runtime._blas_path)
+    has_them = (core or "").lower() in ("skylakex", "cooperlake", "sapphirerapids")
+    assert _linear.small_matrix_kernels() == has_them
+    assert runtime.info()["BLAS kernels"].startswith(core or "unknown")
+    assert ("small-matrix kernels" in runtime.info()["BLAS kernels"]) == has_them
+
+
+@pytest.mark.subprocess
+def test_small_matrix_kernels_off_on_other_cores():
+    """OpenBLAS told to use its oldest x86 kernels (ignored elsewhere): no blocks."""
+    result = python("import cygrad; from cygrad import _linear, runtime; "
+                    "print(_linear.small_matrix_kernels(), runtime.info()['BLAS kernels'])",
+                    OPENBLAS_CORETYPE="Prescott")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "False", result.stdout
+    assert "small-matrix" not in result.stdout
+
+
 @pytest.mark.parametrize("addresses", [None, (), (1, 2, 3, 4), (1, 2, 3, 4, 5, 0),
                                        (1, 2, 3, 4, 5, "6"), (1, 2, 3, 4, 5, 6, 7)])
 @pytest.mark.parametrize("ilp64", [True, False])

@@ -170,11 +170,25 @@ LINEAR_CASES = [
     pytest.param((300,), 64, 300, id="300x64-to-300-threaded-bias"),
     # an inner size of 16 over 2^18 multiply-adds: the forward runs in blocks of rows
     pytest.param((300,), 16, 130, id="300x16-to-130-short-inner"),
+    # a few rows against the transposed weight over 10^6 multiply-adds: blocks of columns
+    # where the BLAS has small-matrix kernels (both dtypes at 8 rows, float32 at 16), the
+    # last one narrower
+    pytest.param((8,), 784, 200, id="8x784-to-200-few-rows"),
+    pytest.param((16,), 784, 130, id="16x784-to-130-few-rows"),
     pytest.param((0,), 5, 3, id="batch0"),
     pytest.param((4,), 0, 3, id="in0"),
     pytest.param((4,), 5, 0, id="out0"),
     pytest.param((2, 0), 5, 3, id="3d-batch0"),
 ]
+
+
+@pytest.fixture(params=[False, True], ids=["whole", "small-matrix-blocks"])
+def each_blocking(each_blas, request):
+    """each_blas, with the blocks for small-matrix kernels (csrc/_linear.pyx, _gemm) off
+    and on whatever this CPU: on any BLAS they must give the whole product's numbers."""
+    from cygrad import _linear
+    _linear.use_small_matrix_kernels(request.param)
+    yield request.param  # each_blas's teardown puts the process's setting back
 
 
 def linear_inputs(rng, dtype, batch, in_features, out_features):
@@ -185,7 +199,7 @@ def linear_inputs(rng, dtype, batch, in_features, out_features):
     return x, w, b, g
 
 
-@pytest.mark.usefixtures("each_blas")
+@pytest.mark.usefixtures("each_blocking")
 @pytest.mark.parametrize("with_out", [False, True], ids=["new", "overwrite"])
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -258,6 +272,8 @@ MATMUL_CASES = [
     # grad_b = a.T @ g, an inner size of 16 over 2^18 multiply-adds: blocks of rows, the
     # last one shorter
     pytest.param(16, 130, 300, id="16x130x300-short-inner"),
+    # grad_a = g @ b.T, a few rows against a transposed matrix: blocks of columns
+    pytest.param(8, 200, 784, id="8x200x784-few-rows"),
     pytest.param(3, 0, 4, id="k0"), pytest.param(3, 4, 0, id="n0"),
 ]
 
@@ -266,7 +282,7 @@ def matmul_inputs(rng, dtype, m, k, n):
     return uniform(rng, (m, n), dtype), uniform(rng, (m, k), dtype), uniform(rng, (k, n), dtype)
 
 
-@pytest.mark.usefixtures("each_blas")
+@pytest.mark.usefixtures("each_blocking")
 @pytest.mark.parametrize("mode", OUT_MODES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, n", MATMUL_CASES)

@@ -43,6 +43,13 @@ _ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv", "saxpy", "daxpy")
 # openblas64_ of older NumPy wheels.
 _SYMBOL_STYLES = (("scipy_", "_64_"), ("", "_64_"))
 _CONFIG_SYMBOLS = ("scipy_openblas_get_config64_", "openblas_get_config64_")
+# OpenBLAS's name of the CPU its kernels were chosen for, as the 64-bit (NumPy) and 32-bit
+# (SciPy) scipy-openblas and plain OpenBLAS name the function.
+_CORENAME_SYMBOLS = ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                     "scipy_openblas_get_corename", "openblas_get_corename")
+# The cores whose OpenBLAS kernels include small-matrix ones, which compute products of up
+# to a million multiply-adds without packing the operands (_linear.pyx's _gemm uses them).
+_SMALL_MATRIX_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 # OpenBLAS's setter of its threading callback, as scipy-openblas64 (NumPy), then as
 # scipy-openblas32 (SciPy) and plain OpenBLAS name it; and the variable it sets.
 _THREADS_SYMBOLS = ("scipy_openblas_set_threads_callback_function64_",
@@ -150,9 +157,27 @@ def use_blas(name: str) -> None:
     if _shared:
         linear.share_blas_threads(0)  # out of the library used before
     linear.use_blas(name, addresses, name == "numpy")
+    linear.use_small_matrix_kernels((_blas_core(path) or "").lower() in _SMALL_MATRIX_CORES)
     _blas_path = path
     if _shared:
         _install_callback(linear)
+
+
+def _blas_core(path: Optional[str]) -> Optional[str]:
+    """The CPU core OpenBLAS's file `path` chose its kernels for ("SkylakeX", "Haswell",
+    ...), or None where that is not an OpenBLAS that says."""
+    if path is None:
+        return None
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for symbol in _CORENAME_SYMBOLS:
+        if hasattr(library, symbol):
+            corename = getattr(library, symbol)
+            corename.restype = ctypes.c_char_p
+            return (corename() or b"").decode(errors="replace") or None
+    return None
 
 
 def blas_in_use() -> Optional[str]:
@@ -338,6 +363,16 @@ def _blas_description() -> str:
     return f"SciPy's {built}"
 
 
+def _kernels_description() -> str:
+    modules = _loaded()
+    core = _blas_core(_blas_path) if modules else None
+    if core is None:
+        return "unknown"
+    if modules[1].small_matrix_kernels():
+        return f"{core}, with small-matrix kernels (a small batch's forward runs in blocks)"
+    return core
+
+
 def _build_of(owner: ModuleType) -> str:
     """The BLAS `owner` (numpy or scipy) says it was built with: from show_config's
     dicts where it has them (NumPy >= 1.26, SciPy >= 1.11); before that, from the
@@ -359,6 +394,7 @@ def info() -> Dict[str, str]:
         "threads": str(get_num_threads()),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
         "BLAS": _blas_description(),
+        "BLAS kernels": _kernels_description(),
         "BLAS threads": {"openmp": "cygrad's OpenMP threads (shared: share_threads())",
                          "blas": "the BLAS's own pool"}[blas_threads()],
         "OpenMP runtime": "PyTorch's" if _on_pytorchs_openmp else "cygrad's",
