@@ -100,7 +100,9 @@ class Graph:
                                  f"None if t{i}.grad is None else t{i}.grad.numpy())")
         if self.optimizer:
             ours, theirs = self.optimizer
-            lines += ["# one optimizer, two steps", ours.replace("{p}", self.params("a")),
+            lines += ["# one optimizer, two steps, both from PyTorch's gradients"]
+            lines += self.same_grads_lines()
+            lines += [ours.replace("{p}", self.params("a")),
                       theirs.replace("{p}", self.params("t"))]
             lines += [f"show('a{i} after step', a{i}.data, t{i}.detach().numpy())"
                       for i in self.param_indices()]
@@ -114,6 +116,12 @@ class Graph:
         """float32 where the gradient of `leaf` passes through any float32 value."""
         return "float32" if any(v.precision == "float32" for v in self.values
                                 if leaf in v.leaves) else "float64"
+
+    def same_grads_lines(self) -> List[str]:
+        """Lines giving each parameter of ours PyTorch's gradient, where both have one."""
+        return [f"if a{i}.grad is not None and t{i}.grad is not None: "
+                f"a{i}.grad = t{i}.grad.numpy().astype(a{i}.grad.dtype)"
+                for i in self.param_indices()]
 
     def param_indices(self) -> List[int]:
         return [i for i, v in enumerate(self.values) if v.is_leaf and v.requires_grad]
