@@ -10,6 +10,7 @@
 
 from libc.float cimport DBL_EPSILON, FLT_EPSILON
 from libc.math cimport log
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport realloc
 from libc.string cimport memset
 from numpy import copyto as np_copyto
@@ -74,6 +75,44 @@ ctypedef struct Record:
     double s[7]
 
 
+ctypedef struct InputUse:  # a record's pointer into an input buffer
+    Py_ssize_t record
+    int field              # 0: a, 1: b, 2: c, 3: d
+    Py_ssize_t input
+    Py_ssize_t offset      # bytes from the buffer's start
+
+
+cdef inline void* _get_field(Record* r, int field) noexcept:
+    return r.a if field == 0 else r.b if field == 1 else r.c if field == 2 else r.d
+
+
+cdef inline void _set_field(Record* r, int field, void* p) noexcept:
+    if field == 0:
+        r.a = p
+    elif field == 1:
+        r.b = p
+    elif field == 2:
+        r.c = p
+    else:
+        r.d = p
+
+
+cdef tuple _bounds(cnp.ndarray a):
+    """(lowest, one past the highest) address of `a`'s bytes, whatever its strides."""
+    cdef uintptr_t low = <uintptr_t>cnp.PyArray_DATA(a), high = low
+    cdef int d
+    cdef Py_ssize_t reach
+    if cnp.PyArray_SIZE(a) == 0:
+        return low, low
+    for d in range(cnp.PyArray_NDIM(a)):
+        reach = cnp.PyArray_STRIDE(a, d) * (cnp.PyArray_DIM(a, d) - 1)
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    return low, high + cnp.PyArray_ITEMSIZE(a)
+
+
 cdef class Program:
     """Records appended by the methods below (each checks its arrays once: dtype,
     C-contiguity, alignment, writability, sizes) and executed by `run()`. The program
@@ -83,13 +122,27 @@ cdef class Program:
     cdef Py_ssize_t size, capacity
     cdef list calls, arrays
     cdef tuple input_buffers
+    # Reading the inputs in place: `written` holds the (start, end) addresses of every
+    # array a record writes or a Python call holds; `may_borrow` is False where a call
+    # may hold anything. On its first run after a change, the program notes where records
+    # point into the input buffers (`uses`) and copies the ranges to C (`ranges`).
+    cdef list written
+    cdef bint calls_hold_unknown
+    cdef InputUse* uses
+    cdef uintptr_t* ranges
+    cdef Py_ssize_t n_uses, n_ranges, noted_for
+    cdef bint may_borrow
 
     def __cinit__(self):
         self.records, self.size, self.capacity = NULL, 0, 0
         self.calls, self.arrays, self.input_buffers = [], [], ()
+        self.written, self.calls_hold_unknown = [], False
+        self.uses, self.ranges, self.n_uses, self.n_ranges, self.noted_for = NULL, NULL, 0, 0, -1
 
     def __dealloc__(self):
         free(self.records)
+        free(self.uses)
+        free(self.ranges)
 
     def __len__(self):
         return self.size
@@ -126,12 +179,20 @@ cdef class Program:
         self.arrays.append(a)
         if size == 0:
             return <void*>self  # never read: a non-NULL stand-in
+        if writable:
+            self.written.append(_bounds(a))
         return cnp.PyArray_DATA(<cnp.ndarray>a)
 
     # -- records ------------------------------------------------------------------------
-    def call(self, fn not None) -> None:
-        """fn(), with the GIL, at this point of the program."""
+    def call(self, fn not None, arrays=None) -> None:
+        """fn(), with the GIL, at this point of the program. `arrays`: every array fn
+        reads or writes; None where that is not known, and then run() always copies the
+        inputs into their buffers, where fn may read them."""
         cdef Record* r = self._append(CALL, None)
+        if arrays is None:
+            self.calls_hold_unknown = True
+        else:
+            self.written.extend([_bounds(a) for a in arrays])
         r.m = len(self.calls)
         self.calls.append(fn)
         self._commit()
@@ -325,35 +386,107 @@ cdef class Program:
         r.s[0], r.s[1], r.s[2], r.s[3] = step_size, beta1, one_minus_beta1, beta2
         r.s[4], r.s[5], r.s[6] = one_minus_beta2, eps, bias_correction2_sqrt
 
+    cdef int _note_input_uses(self) except -1:
+        """Note every record field that points into an input buffer, copy the written
+        ranges to C, and decide whether inputs may be read in place: not where a Python
+        call may hold anything, nor where the program writes an input buffer."""
+        cdef Py_ssize_t i, j, f, count
+        cdef uintptr_t p
+        self._aim_at_buffers()
+        buffers = [_bounds(b) for b in self.input_buffers]
+        found = []
+        for i in range(self.size):
+            for f in range(4):
+                p = <uintptr_t>_get_field(&self.records[i], f)
+                for j, (low, high) in enumerate(buffers):
+                    if low <= p < high:
+                        found.append((i, f, j, p - low))
+        self.may_borrow = not self.calls_hold_unknown and not any(
+            low < w_high and w_low < high
+            for low, high in buffers for w_low, w_high in self.written)
+        free(self.uses)
+        free(self.ranges)
+        self.uses = <InputUse*>malloc(max(1, len(found)) * sizeof(InputUse))
+        self.ranges = <uintptr_t*>malloc(max(1, 2 * len(self.written)) * sizeof(uintptr_t))
+        self.n_uses = self.n_ranges = 0
+        self.noted_for = -1
+        if self.uses == NULL or self.ranges == NULL:
+            raise MemoryError("Program: cannot note where the records read the inputs")
+        for count, (i, f, j, p) in enumerate(found):
+            self.uses[count].record, self.uses[count].field = i, f
+            self.uses[count].input, self.uses[count].offset = j, p
+        for count, (low, high) in enumerate(self.written):
+            self.ranges[2 * count], self.ranges[2 * count + 1] = low, high
+        self.n_uses, self.n_ranges = len(found), len(self.written)
+        self.noted_for = self.size
+        return 0
+
+    cdef void _aim_at_buffers(self):
+        """Point the noted records back at the input buffers (the last run may have left
+        them at a caller's arrays), before the inputs or the records are looked at anew."""
+        cdef Py_ssize_t u
+        cdef InputUse* use
+        for u in range(self.n_uses):
+            use = &self.uses[u]
+            _set_field(&self.records[use.record], use.field, <char*>cnp.PyArray_DATA(
+                <cnp.ndarray>self.input_buffers[use.input]) + use.offset)
+
+    cdef bint _overlaps_written(self, cnp.ndarray a):
+        """Whether the C-contiguous `a` shares a byte with a written array."""
+        cdef uintptr_t low = <uintptr_t>cnp.PyArray_DATA(a)
+        cdef uintptr_t high = low + <uintptr_t>cnp.PyArray_NBYTES(a)
+        cdef Py_ssize_t w
+        for w in range(self.n_ranges):
+            if low < self.ranges[2 * w + 1] and self.ranges[2 * w] < high:
+                return True
+        return False
+
     cdef Record* _record(self, Py_ssize_t index, int code) except NULL:
         if not 0 <= index < self.size or self.records[index].code != code:
             raise IndexError(f"index: no record of that kind at {index}")
         return &self.records[index]
 
     def inputs(self, *buffers) -> None:
-        """The buffers `run(*arrays)` copies its arrays into, in order."""
+        """The buffers that hold `run(*arrays)`'s arrays, in order."""
         for b in buffers:
             _check(b, _float_type(b, "buffer"), cnp.PyArray_NDIM(<cnp.ndarray>b), True,
                    "buffer")
+        self._aim_at_buffers()
         self.input_buffers = buffers
+        self.noted_for = -1
 
     # -- running ------------------------------------------------------------------------
     def run(self, *arrays) -> None:
-        """Copy `arrays` into the input buffers, then execute every record in order; the
-        GIL is released except for Python calls."""
+        """Execute every record in order on `arrays`, the inputs; the GIL is released
+        except for Python calls. An array of its buffer's dtype, size and layout is read
+        where it lies, unless it shares memory with an array the program writes; any
+        other is copied into its buffer first (all of them are where a Python call may
+        read the buffers)."""
         _require_blas()
-        cdef Py_ssize_t i = 0, start
+        cdef Py_ssize_t i = 0, start, u
         cdef cnp.ndarray a, b
+        cdef InputUse* use
         if len(arrays) != len(self.input_buffers):
             raise ValueError(f"arrays: expected {len(self.input_buffers)}, got {len(arrays)}")
+        if self.noted_for != self.size:
+            self._note_input_uses()
+        sources = []
         for i in range(len(arrays)):
             a, b = arrays[i], self.input_buffers[i]
             if cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_ISNOTSWAPPED(a) \
                     and cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a) and \
                     cnp.PyArray_SIZE(a) == cnp.PyArray_SIZE(b):
+                if self.may_borrow and cnp.PyArray_SIZE(a) > 0 and not self._overlaps_written(a):
+                    sources.append(a)
+                    continue
                 memcpy(cnp.PyArray_DATA(b), cnp.PyArray_DATA(a), cnp.PyArray_NBYTES(b))
             else:  # another layout or dtype: NumPy's copy (and its errors)
                 np_copyto(b, a)
+            sources.append(b)
+        for u in range(self.n_uses):
+            use = &self.uses[u]
+            _set_field(&self.records[use.record], use.field,
+                       <char*>cnp.PyArray_DATA(<cnp.ndarray>sources[use.input]) + use.offset)
         i = 0
         while i < self.size:
             if self.records[i].code == CALL:

@@ -177,6 +177,30 @@ def test_new_signature_records_a_new_plan(rng):
     _assert_params_equal(twin, model, 1e-12)
 
 
+@pytest.mark.parametrize("first", ["linear", "tanh"])
+def test_each_step_reads_its_own_inputs_and_leaves_them(backend, rng, first):
+    """Whether the plan reads the inputs where they lie (records only) or copies them in
+    (a Python step, tanh, reads the input), each call computes on its own arrays, views
+    of a larger one included, and writes none of them."""
+    cg.manual_seed(2)
+    model = cg.nn.Sequential(cg.nn.Linear(6, 4, dtype=np.float64), cg.nn.Sigmoid(),
+                             cg.nn.Linear(4, 3, dtype=np.float64))
+
+    def loss_fn(x, y):
+        return F.mse_loss(model(x.tanh() if first == "tanh" else x), y)
+
+    step = cg.compile(loss_fn, strict=True)
+    xs, ys = rng.standard_normal((5, 4, 6)), rng.standard_normal((5, 4, 3))
+    before = xs.copy(), ys.copy()
+    for i in [0, 1, 2, 1, 3, 4, 0]:
+        loss = step(xs[i], ys[i])
+        x = cg.Tensor(xs[i])
+        want = F.mse_loss(model(x.tanh() if first == "tanh" else x), cg.Tensor(ys[i]))
+        assert loss.item() == pytest.approx(want.item(), rel=1e-12)
+    np.testing.assert_array_equal(xs, before[0])
+    np.testing.assert_array_equal(ys, before[1])
+
+
 def test_in_place_parameter_changes_are_seen(rng):
     model, _, step = _mlp_step()
     x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))

@@ -4,6 +4,7 @@ SGD's and Adam's updates run as records where they can and through `optimizer.st
 where they cannot."""
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -255,3 +256,109 @@ def test_state_replaced_by_load_state_dict_is_seen(rng):
     for p, q in zip(eager.parameters(), compiled.parameters()):
         np.testing.assert_array_equal(q.data, p.data)
     assert saved  # the state dict round trip itself is tested in test_optim_api.py
+
+
+# -- inputs: read where they lie, or copied in --------------------------------------------
+def _product_program(dtype=np.float32):
+    """c = x @ w with x the program's one input: (program, buffer, w, c)."""
+    program = _linear.Program()
+    buffer = np.full((3, 4), np.nan, dtype)
+    w = np.arange(20, dtype=dtype).reshape(4, 5) / 10
+    c = np.zeros((3, 5), dtype)
+    program.product(buffer, w, c, False, False, False)
+    program.inputs(buffer)
+    return program, buffer, w, c
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_input_is_read_where_it_lies(rng, dtype):
+    program, buffer, w, c = _product_program(dtype)
+    for _ in range(2):
+        x = rng.standard_normal((3, 4)).astype(dtype)
+        before = x.copy()
+        program.run(x)
+        np.testing.assert_allclose(c, x @ w, rtol=1e-6)
+        np.testing.assert_array_equal(x, before)
+    assert np.isnan(buffer).all()  # never copied into
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: np.asfortranarray(x), lambda x: x.astype(np.float64),
+    lambda x: x.reshape(-1)[::-1].reshape(3, 4)[::-1, ::-1].copy(order="F"),
+], ids=["fortran-order", "float64", "strided"])
+def test_an_input_of_another_layout_is_copied_in(rng, make):
+    program, buffer, w, c = _product_program()
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(make(x))
+    np.testing.assert_array_equal(buffer, x)
+    np.testing.assert_allclose(c, x @ w, rtol=1e-6)
+    x2 = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(x2)  # read in place again: the records point back at the caller's array
+    np.testing.assert_allclose(c, x2 @ w, rtol=1e-6)
+    np.testing.assert_array_equal(buffer, x)
+
+
+def test_an_input_sharing_memory_with_a_written_array_is_copied_in():
+    """The output itself as the input: read in place, the product would overwrite what
+    it reads."""
+    program = _linear.Program()
+    buffer, w = np.zeros((3, 4), np.float32), np.eye(4, dtype=np.float32) * 2
+    out = np.arange(12, dtype=np.float32).reshape(3, 4)
+    program.product(buffer, w, out, False, False, False)
+    program.inputs(buffer)
+    want = out @ w
+    program.run(out)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(buffer, want / 2)
+
+
+@pytest.mark.parametrize("holds", ["unknown", "the buffer"])
+def test_a_python_call_that_may_read_the_buffer_keeps_the_copy(rng, holds):
+    program, buffer, w, c = _product_program()
+    seen = []
+    program.call(lambda: seen.append(buffer.copy()),
+                 None if holds == "unknown" else [buffer[1:]])
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(x)
+    np.testing.assert_array_equal(seen[-1], x)
+    np.testing.assert_allclose(c, x @ w, rtol=1e-6)
+
+
+def test_a_python_call_holding_other_arrays_lets_inputs_be_read_in_place(rng):
+    program, buffer, w, c = _product_program()
+    d = np.zeros_like(c)
+    program.call(lambda: np.multiply(c, 2, out=d), [c, d])
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(x)
+    np.testing.assert_allclose(d, 2 * (x @ w), rtol=1e-6)
+    assert np.isnan(buffer).all()
+    x = d[:, 1:]  # inside what the call writes, and not C-contiguous: copied
+    before = x.copy()
+    program.run(x)
+    np.testing.assert_array_equal(buffer, before)
+    np.testing.assert_allclose(c, before @ w, rtol=1e-6)
+
+
+def test_arrays_held_by_python_steps():
+    from cygrad.compile.plan import _arrays_held
+    a, b = np.zeros(3), np.ones(3)
+    k = object()
+    assert {id(v) for v in _arrays_held(lambda: np.add(a, b, out=b), k)} == {id(a), id(b)}
+    assert _arrays_held(lambda s=a, axes=(0,): k.f(s, axes), k) == [a]
+    assert {id(v) for v in _arrays_held(b.fill, k)} == {id(b)}  # a bound method
+    assert _arrays_held(np.add.reduce, k) == []
+    holder = [a]
+    assert _arrays_held(lambda: holder[0].fill(0), k) is None
+    assert _arrays_held(functools.partial(np.add, a, b), k) is None
+
+
+def test_records_appended_after_a_run_still_read_the_inputs(rng):
+    program, buffer, w, c = _product_program()
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(x)
+    d = np.zeros((3, 4), np.float32)
+    program.copy(buffer, d, False)  # a second record reading the input
+    x2 = rng.standard_normal((3, 4)).astype(np.float32)
+    program.run(x2)
+    np.testing.assert_array_equal(d, x2)
+    np.testing.assert_allclose(c, x2 @ w, rtol=1e-6)

@@ -14,6 +14,8 @@ and added into by the others, as grad_slot() decides in the eager graph.
 from __future__ import annotations
 
 import math
+import numbers
+import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -89,7 +91,7 @@ class Plan:
         if self.program is not None:
             self.program.inputs(*self.inputs)
             for step in self.forward + self.backward:
-                _append(self.program, step)
+                _append(self.program, step, k)
 
     # -- buffers ------------------------------------------------------------------------
     def _own(self, t: Tensor) -> None:
@@ -194,8 +196,9 @@ class Plan:
                 self.backward.extend(backwards[node.op](self, node, self.grad[id(tensor)]))
 
     def run(self, *arrays: np.ndarray) -> None:
-        """Copy `arrays` (of the recorded signature) into the inputs' buffers, then replay
-        the forward and the backward."""
+        """Replay the forward and the backward on `arrays` (of the recorded signature): the
+        Program reads them in place where it may (Program.run), the Python steps from the
+        inputs' buffers, into which they are copied."""
         if self.program is not None:
             self.program.run(*arrays)
             return
@@ -213,8 +216,45 @@ def new_program(k: object) -> Any:
     return None if linear is None else linear.Program()
 
 
-def _append(program: Any, step: Step) -> None:
+def _append(program: Any, step: Step, k: object) -> None:
     if isinstance(step, Record):
         getattr(program, step.method)(*step.args)
     else:
-        program.call(step)
+        program.call(step, _arrays_held(step, k))
+
+
+def _arrays_held(step: Call, k: object) -> Optional[List[np.ndarray]]:
+    """Every array a lowering's Python step can reach: those its closure and default
+    arguments hold, directly, in tuples, through a bound method, or through a function of
+    cygrad's it holds. None where it holds anything else: the program then never reads
+    the inputs in place. A library's function, a ufunc, a module, the kernels `k` and
+    plain constants hold no plan buffer."""
+    arrays: List[np.ndarray] = []
+    pending: List[Any] = [step]
+    seen = set()
+    while pending:
+        value = pending.pop()
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+        elif isinstance(value, tuple):
+            pending.extend(value)
+        elif isinstance(value, types.FunctionType):
+            ours = value is step or (value.__module__ or "").startswith("cygrad.")
+            if ours and id(value) not in seen:
+                seen.add(id(value))
+                try:
+                    pending.extend(c.cell_contents for c in value.__closure__ or ())
+                except ValueError:  # a cell not yet filled
+                    return None
+                pending.extend(value.__defaults__ or ())
+                pending.extend((value.__kwdefaults__ or {}).values())
+        elif isinstance(value, (types.BuiltinMethodType, types.MethodType)):
+            owner = value.__self__
+            if not (owner is None or isinstance(owner, types.ModuleType)):
+                pending.append(owner)  # a bound method reaches its object
+            if isinstance(value, types.MethodType):
+                pending.append(value.__func__)
+        elif not (value is None or value is k or isinstance(value, (
+                numbers.Number, str, np.generic, np.dtype, np.ufunc, types.ModuleType))):
+            return None
+    return arrays
