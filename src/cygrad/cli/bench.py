@@ -98,6 +98,7 @@ CASES: List[Case] = [
     Case("matmul_backward", "64x784x256", _matmul_backward(64, 784, 256)),
     Case("matmul_backward", "1024x1024x1024", _matmul_backward(1024, 1024, 1024), quick=False),
     Case("MLP step 784-H-10", "batch 1, H 64", _training_step(1, 64)),
+    Case("MLP step 784-H-10", "batch 16, H 128", _training_step(16, 128)),
     Case("MLP step 784-H-10", "batch 64, H 256", _training_step(64, 256)),
     Case("MLP step 784-H-10", "batch 1024, H 1024", _training_step(1024, 1024), quick=False),
     Case("recorded mul+sum", "1 element", lambda dtype, torch: peers.recorded_op()),
