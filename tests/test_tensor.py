@@ -541,3 +541,24 @@ def test_inputs_without_requires_grad_get_no_gradient(name, backend, rng):
             assert t.grad is not None and t.grad.shape == t.shape, f"inputs[{i}]"
         else:
             assert t.grad is None, f"inputs[{i}] requires no grad but got one"
+
+
+@pytest.mark.parametrize("kind", ["ours", "read-only", "float64", "strided"])
+def test_a_gradient_set_by_the_user_takes_further_gradients(kind):
+    """A writable C-contiguous .grad of the tensor's dtype is added into in place (as
+    PyTorch does); any other is first replaced by such a copy, the user's array left as
+    it was. Both inputs of x * x add into it."""
+    x = Tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    base = np.array([10.0, 20.0, 30.0], np.float64 if kind == "float64" else np.float32)
+    user = np.repeat(base, 2)[::2] if kind == "strided" else base.copy()
+    user.flags.writeable = kind != "read-only"
+    before = user.copy()
+    x.grad = user
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, before + 2 * x.data)
+    assert x.grad.dtype == np.float32 and x.grad.flags.c_contiguous
+    if kind == "ours":
+        assert x.grad is user
+    else:
+        assert x.grad is not user
+        np.testing.assert_array_equal(user, before)

@@ -289,13 +289,21 @@ class Tensor:
 
     def _add_own_grad(self, value: np.ndarray, owned: bool = False) -> None:
         """add_grad for a `value` of exactly this tensor's shape and dtype (the gradient
-        of an op on operands of one shape and dtype): the first one is kept as it is
-        when owned and C-contiguous, without add_grad's shape and dtype checks."""
-        if owned and self.grad is None and value.__class__ is np.ndarray \
-                and value.flags.c_contiguous:
-            self.grad = value
-        else:
-            self.add_grad(value, owned)
+        of an op on operands of one shape and dtype), without add_grad's shape and dtype
+        checks: the first one is kept as it is when owned and C-contiguous, and a small
+        one is added into the buffer here."""
+        grad = self.grad
+        if grad is None:
+            if owned and value.__class__ is np.ndarray and value.flags.c_contiguous:
+                self.grad = value
+                return
+        elif grad.__class__ is np.ndarray and grad.dtype is value.dtype \
+                and grad.size <= _SMALL:
+            flags = grad.flags
+            if flags.c_contiguous and flags.writeable:  # a buffer add_grad would keep
+                grad[...] = grad + value  # as add_grad adds a small gradient
+                return
+        self.add_grad(value, owned)
 
     # -- backward -------------------------------------------------------------------------
     def backward(self, grad: object = None, retain_graph: bool = False) -> None:
