@@ -186,7 +186,7 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
         # run on the calling thread.
         rows = max(1, (CG_SMALL_WORK - 1) // (<int64_t>n * k))
     elif (_small_matrix_kernels and trans_b and not trans_a
-          and m * sizeof(real) <= _FEW_ROWS_BYTES and k >= _SMALL_KERNEL_MIN_INNER
+          and m * sizeof(real) <= _FEW_ROWS_BYTES and k >= _FEW_ROWS_MIN_INNER
           and _SMALL_KERNEL_WORK < work <= _BLOCKS_WORK):
         # A few rows against a transposed matrix (a layer's forward over a small batch):
         # whole, the BLAS packs the large operand on every call; in blocks of columns its
@@ -213,15 +213,16 @@ cdef inline void _gemm(bint trans_a, bint trans_b, blasint m, blasint n, blasint
 cdef enum:
     _SHORT_INNER = 16      # inner sizes up to this, and
     _SPLIT_WORK = 1 << 22  # products up to this many multiply-adds, run in blocks
-    # Few rows: 16 float32 or 8 float64 rows, the sizes where blocks were measured to pay.
+    # A few rows against a transposed matrix run in blocks where they have at most 64
+    # bytes a column (16 float32 or 8 float64 rows), an inner size of at least 128 and up
+    # to 2^23 multiply-adds: the shapes where blocks were measured to pay (docs/threads.md).
     _FEW_ROWS_BYTES = 64
+    _FEW_ROWS_MIN_INNER = 128
     _BLOCKS_WORK = 1 << 23
     # OpenBLAS's small-matrix kernels (SkylakeX) for a transposed first operand of the
-    # column-major call: at most this many multiply-adds, output elements, and an inner
-    # size of at least this.
+    # column-major call: at most this many multiply-adds and output elements.
     _SMALL_KERNEL_WORK = 1000000
     _SMALL_KERNEL_MAX_OUTPUT = 1200
-    _SMALL_KERNEL_MIN_INNER = 32
 
 
 cdef blasint _blas_int(Py_ssize_t n, str what) except -1:
