@@ -392,7 +392,7 @@ cdef class Program:
         call may hold anything, nor where the program writes an input buffer."""
         cdef Py_ssize_t i, j, f, count
         cdef uintptr_t p
-        self._aim_at_buffers()
+        self._aim_uses(self.input_buffers)  # not left at a caller's arrays of a last run
         buffers = [_bounds(b) for b in self.input_buffers]
         found = []
         for i in range(self.size):
@@ -421,15 +421,15 @@ cdef class Program:
         self.noted_for = self.size
         return 0
 
-    cdef void _aim_at_buffers(self):
-        """Point the noted records back at the input buffers (the last run may have left
-        them at a caller's arrays), before the inputs or the records are looked at anew."""
+    cdef void _aim_uses(self, sources):
+        """Point each noted record field at its input in `sources` (a sequence of arrays
+        in the inputs' order), at the offset it has in the input's buffer."""
         cdef Py_ssize_t u
         cdef InputUse* use
         for u in range(self.n_uses):
             use = &self.uses[u]
             _set_field(&self.records[use.record], use.field, <char*>cnp.PyArray_DATA(
-                <cnp.ndarray>self.input_buffers[use.input]) + use.offset)
+                <cnp.ndarray>sources[use.input]) + use.offset)
 
     cdef bint _overlaps_written(self, cnp.ndarray a):
         """Whether the C-contiguous `a` shares a byte with a written array."""
@@ -451,7 +451,7 @@ cdef class Program:
         for b in buffers:
             _check(b, _float_type(b, "buffer"), cnp.PyArray_NDIM(<cnp.ndarray>b), True,
                    "buffer")
-        self._aim_at_buffers()
+        self._aim_uses(self.input_buffers)  # not left at a caller's arrays of a last run
         self.input_buffers = buffers
         self.noted_for = -1
 
@@ -463,9 +463,8 @@ cdef class Program:
         other is copied into its buffer first (all of them are where a Python call may
         read the buffers)."""
         _require_blas()
-        cdef Py_ssize_t i = 0, start, u
+        cdef Py_ssize_t i = 0, start
         cdef cnp.ndarray a, b
-        cdef InputUse* use
         if len(arrays) != len(self.input_buffers):
             raise ValueError(f"arrays: expected {len(self.input_buffers)}, got {len(arrays)}")
         if self.noted_for != self.size:
@@ -483,10 +482,7 @@ cdef class Program:
             else:  # another layout or dtype: NumPy's copy (and its errors)
                 np_copyto(b, a)
             sources.append(b)
-        for u in range(self.n_uses):
-            use = &self.uses[u]
-            _set_field(&self.records[use.record], use.field,
-                       <char*>cnp.PyArray_DATA(<cnp.ndarray>sources[use.input]) + use.offset)
+        self._aim_uses(sources)
         i = 0
         while i < self.size:
             if self.records[i].code == CALL:
@@ -659,6 +655,6 @@ cdef void _softmax_log_loss(real* out, const real* y, const real* weight, real* 
             p = row[j] / total
             if target[j] != 0:
                 row_log += target[j] * log(min(max(p, eps), 1 - eps))
-            row[j] = ((p - target[j]) * w) * inv if weight != NULL else (p - target[j]) * inv
+            row[j] = ((p - target[j]) * w) * inv  # w = 1 without weights: exact
         log_sum += w * row_log
     loss[0] = <real>(-log_sum / weight_sum)

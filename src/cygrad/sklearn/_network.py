@@ -113,17 +113,21 @@ def output_loss_and_error(loss: str, out_activation: str, y: Array, prob: Array,
     return value
 
 
+def weight_sum(rows: int, sample_weight: Optional[Array]) -> float:
+    """The sum of a batch's sample weights (its row count without weights), as a Python
+    float: a NumPy float64 scalar would compute float32 arrays in float64."""
+    return float(rows if sample_weight is None else sample_weight.sum())
+
+
 def output_loss_and_scaled_error(loss: str, out_activation: str, y: Array, prob: Array,
-                                 sample_weight: Optional[Array]) -> float:
+                                 sample_weight: Optional[Array], weights: float) -> float:
     """`output_loss_and_error`, with the error then weighted by `sample_weight` and
-    divided by its sum (the batch size without weights): the gradient of the weighted
-    mean loss."""
+    divided by `weights`, their sum (`weight_sum`): the gradient of the weighted mean
+    loss."""
     value = output_loss_and_error(loss, out_activation, y, prob, sample_weight)
-    # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
-    weight_sum = float(prob.shape[0] if sample_weight is None else sample_weight.sum())
     if sample_weight is not None:
         prob *= sample_weight.reshape(-1, 1)
-    prob *= 1 / weight_sum
+    prob *= 1 / weights
     return value
 
 
@@ -220,6 +224,12 @@ class Network:
             a = out
         return outs
 
+    def l2_loss(self, weights: float) -> float:
+        """The L2 term of a batch's loss: alpha / 2 times the weights' squared norm, over
+        the batch's `weight_sum`."""
+        w_flat = self.params[:self.n_weights]
+        return 0.5 * float(self.alpha) * float(np.dot(w_flat, w_flat)) / weights
+
     def loss_and_grads(self, X: Array, y: Array,
                        sample_weight: Optional[Array] = None) -> float:
         """The loss (with its L2 term) of the batch (X, y); its gradients are left in
@@ -227,13 +237,11 @@ class Network:
         acts = self.forward(X)
         deltas = self._work(X.shape[0])[1]
         delta = acts[-1]  # the output's buffer becomes the output error
+        weights = weight_sum(X.shape[0], sample_weight)
         loss = output_loss_and_scaled_error(self.loss, self.out_activation, y, delta,
-                                            sample_weight)
-        # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
-        weight_sum = float(X.shape[0] if sample_weight is None else sample_weight.sum())
-        w_flat = self.params[:self.n_weights]
-        loss += 0.5 * float(self.alpha) * float(np.dot(w_flat, w_flat)) / weight_sum
-        decay = float(self.alpha) / weight_sum
+                                            sample_weight, weights)
+        loss += self.l2_loss(weights)
+        decay = float(self.alpha) / weights
         for i in range(len(self.weights) - 1, -1, -1):
             a_in = X if i == 0 else acts[i - 1]
             w, gw, gb = self.weights[i], self.grad_weights[i], self.grad_biases[i]

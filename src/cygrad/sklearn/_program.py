@@ -22,7 +22,8 @@ import numpy as np
 
 from .. import backends
 from ..compile import plan
-from ._network import ACTIVATIONS, DERIVATIVES, Network, output_loss_and_scaled_error
+from ._network import (ACTIVATIONS, DERIVATIVES, Network, output_loss_and_scaled_error,
+                       weight_sum)
 from ._optimizers import FlatAdam
 
 Array = np.ndarray
@@ -49,6 +50,7 @@ class BatchProgram:
         self.weight = np.empty(rows, dtype) if weighted else None
         self._loss = np.zeros(1, dtype)
         self._python_loss: Optional[float] = None
+        self._weights = float(rows)  # the batch's weight_sum, set by step()
         self._acts = [np.empty((rows, u), dtype) for u in units[1:]]
         # The hidden layers' errors: their own buffers, since the derivative reads the
         # activation the error is computed for.
@@ -88,7 +90,7 @@ class BatchProgram:
     def _python_output(self) -> None:
         net = self.net
         self._python_loss = output_loss_and_scaled_error(
-            net.loss, net.out_activation, self.Y, self._acts[-1], self.weight)
+            net.loss, net.out_activation, self.Y, self._acts[-1], self.weight, self._weights)
 
     def _backward(self) -> list:
         """The backward's records; the indices of the L2 records, whose factor
@@ -134,13 +136,11 @@ class BatchProgram:
             if self.weight is not None:
                 np.take(sample_weight, batch, mode="clip", out=self.weight)
         net = self.net
-        # Python floats: a NumPy float64 scalar would compute float32 arrays in float64.
-        weight_sum = float(self.rows if self.weight is None else self.weight.sum())
+        self._weights = weights = weight_sum(self.rows, self.weight)
         if self.weight is not None:
             for index in self._decays:
-                self.program.set_scale(index, float(net.alpha) / weight_sum)
-        w_flat = net.params[:net.n_weights]
-        l2 = 0.5 * float(net.alpha) * float(np.dot(w_flat, w_flat)) / weight_sum
+                self.program.set_scale(index, float(net.alpha) / weights)
+        l2 = net.l2_loss(weights)
         if self.adam is not None:
             adam = self.adam
             beta_1, beta_2 = float(adam.beta_1), float(adam.beta_2)
