@@ -102,19 +102,21 @@ class CompiledStep:
             raise RuntimeError("cg.compile: a compiled step was called while a step is "
                                "being recorded: call the model's forward inside fn, not "
                                "another compiled step")
-        arrays = [x if x.__class__ is np.ndarray and x.dtype.char in "fd" else _as_input(i, x)
-                  for i, x in enumerate(inputs)]
-        key = (backends.active(), is_grad_enabled(), tuple([(a.shape, a.dtype) for a in arrays]))
+        arrays, signature = [], []
+        for i, x in enumerate(inputs):
+            if x.__class__ is not np.ndarray or x.dtype.char not in "fd":
+                x = _as_input(i, x)
+            arrays.append(x)
+            signature.append((x.shape, x.dtype))
+        key = (backends.active(), is_grad_enabled(), tuple(signature))
         plan = self._plans.get(key)
-        if plan is not None and plan is not _EAGER and not _leaves_intact(plan):
-            plan = None  # a parameter's array was replaced: record again
         if plan is None:
             return self._record(key, arrays)
         if plan is _EAGER:
             return self._eager(arrays)
-        return self._replay(plan, arrays)
-
-    def _replay(self, plan: Plan, arrays: List[np.ndarray]) -> Tensor:
+        for t, array in plan.leaves:
+            if t.data is not array:  # a parameter's array was replaced: record again
+                return self._record(key, arrays)
         plan.run(*arrays)
         self._deliver(plan)
         return Tensor._of(plan.loss.copy())
@@ -232,13 +234,6 @@ def _check_loss(loss: Any) -> None:
     if not isinstance(loss, Tensor) or loss.data.size != 1:
         what = f"shape {loss.shape}" if isinstance(loss, Tensor) else type(loss).__name__
         raise TypeError(f"fn: expected it to return a single-element loss Tensor, got {what}")
-
-
-def _leaves_intact(plan: Plan) -> bool:
-    for t, array in plan.leaves:
-        if t.data is not array:
-            return False
-    return True
 
 
 def _mismatch(plan: Plan, nodes: List[Node], loss: Tensor) -> Optional[str]:

@@ -36,10 +36,9 @@ class Updates:
         records cannot do this step."""
         groups, program = optimizer.param_groups, self.program
         if type(optimizer) is SGD:
-            for g, buffered in zip(groups, self.buffered):
+            for g, buffered, indices in zip(groups, self.buffered, self.indices):
                 if g["momentum"] and not buffered:
                     return False  # its first step with momentum makes the buffers
-            for g, indices in zip(groups, self.indices):
                 program.set_sgd(indices, g["lr"], g["momentum"], 1 - g["dampening"],
                                 g["weight_decay"], -1.0 if g["maximize"] else 1.0,
                                 g["nesterov"], False)
@@ -105,11 +104,13 @@ def _key(optimizer: Any) -> List[Any]:
     step checks before each replay.)"""
     state, key = optimizer.state, []
     for group in optimizer.param_groups:
-        for p in group["params"]:
-            key.append(p)
-            s = state.get(p)
-            if s:
-                key += [v for v in s.values() if v.__class__ is np.ndarray]
+        params = group["params"]
+        key += params
+        if state:  # (plain SGD keeps none)
+            for p in params:
+                s = state.get(p)
+                if s:
+                    key += [v for v in s.values() if v.__class__ is np.ndarray]
     return key
 
 
