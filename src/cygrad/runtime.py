@@ -87,6 +87,17 @@ def _library_files(package_file: str, name: str) -> list:
                   for path in glob.glob(os.path.join(folder, "*openblas*")))
 
 
+def _open_library(path: Optional[str]) -> Optional[ctypes.CDLL]:
+    """The loaded library at `path` (opening a file already loaded gives that library, not
+    a second copy), or None where there is no path or it cannot be opened."""
+    if path is None:
+        return None
+    try:
+        return ctypes.CDLL(path)
+    except OSError:
+        return None
+
+
 def _ilp64_routines(library: ctypes.CDLL) -> Optional[Tuple[int, ...]]:
     """The addresses of _ROUTINES in `library`, if it is a 64-bit-integer OpenBLAS."""
     config = next((getattr(library, s) for s in _CONFIG_SYMBOLS if hasattr(library, s)), None)
@@ -107,10 +118,8 @@ def find_numpy_blas() -> Optional[Tuple[str, Tuple[int, ...]]]:
     """(path, routine addresses) of NumPy's 64-bit OpenBLAS, or None. Opening the file
     NumPy loaded gives the same library (and thread pool), not a second copy."""
     for path in _library_files(np.__file__, "numpy"):
-        try:
-            addresses = _ilp64_routines(ctypes.CDLL(path))
-        except OSError:
-            continue
+        library = _open_library(path)
+        addresses = _ilp64_routines(library) if library is not None else None
         if addresses:
             return path, addresses
     return None
@@ -166,11 +175,8 @@ def use_blas(name: str) -> None:
 def _blas_core(path: Optional[str]) -> Optional[str]:
     """The CPU core OpenBLAS's file `path` chose its kernels for ("SkylakeX", "Haswell",
     ...), or None where that is not an OpenBLAS that says."""
-    if path is None:
-        return None
-    try:
-        library = ctypes.CDLL(path)
-    except OSError:
+    library = _open_library(path)
+    if library is None:
         return None
     for symbol in _CORENAME_SYMBOLS:
         if hasattr(library, symbol):
@@ -254,11 +260,8 @@ def _default_loop_threads() -> None:
 def _threads_setter(path: Optional[str], ours: int) -> int:
     """The address of the threading-callback setter of the OpenBLAS at `path`, or 0 where
     it has none or where someone else has installed a callback (theirs stays)."""
-    if path is None:
-        return 0
-    try:
-        library = ctypes.CDLL(path)
-    except OSError:
+    library = _open_library(path)
+    if library is None:
         return 0
     setter = next((getattr(library, s) for s in _THREADS_SYMBOLS if hasattr(library, s)), None)
     if setter is None:
@@ -277,11 +280,8 @@ def _install_callback(linear: ModuleType) -> None:
 def _openmp_entry_points(path: str) -> Optional[Tuple[int, ...]]:
     """The addresses of the OpenMP runtime the loaded library at `path` uses (looked up
     through it and its dependencies), or None."""
-    try:
-        library = ctypes.CDLL(path)
-    except OSError:
-        return None
-    if not all(hasattr(library, name) for name in _OPENMP_ENTRY_POINTS):
+    library = _open_library(path)
+    if library is None or not all(hasattr(library, name) for name in _OPENMP_ENTRY_POINTS):
         return None
     return tuple(ctypes.cast(getattr(library, name), ctypes.c_void_p).value
                  for name in _OPENMP_ENTRY_POINTS)

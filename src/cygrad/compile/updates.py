@@ -32,7 +32,7 @@ class Updates:
         self.buffered = buffered  # per param group: every record has a momentum buffer
 
     def step(self, optimizer: Any) -> bool:
-        """Set each record's hyperparameters and run them; False (nothing done) where the
+        """Set each record's hyperparameters and run them; False (nothing run) where the
         records cannot do this step."""
         groups, program = optimizer.param_groups, self.program
         if type(optimizer) is SGD:
