@@ -1,6 +1,6 @@
 """cg.compile: a replayed step equals the eager step (1,000 steps, both backends, both
 dtypes, SGD and Adam), falls back with a warning naming what it cannot replay, and sees
-parameters and hyperparameters changed between steps."""
+parameters, hyperparameters, frozen layers, modes and modules changed between steps."""
 from __future__ import annotations
 
 import tracemalloc
@@ -234,6 +234,126 @@ def test_replaced_parameter_array_records_again(rng):
     expected = F.mse_loss(_forward_with(model, before, x), cg.Tensor(y))
     np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
     assert model[0].weight.data is new and np.any(new != 0)  # the new array trained
+
+
+def test_freezing_and_unfreezing_a_layer_is_seen(backend, rng):
+    """requires_grad_(False) on a layer between steps: the compiled step stops computing
+    and applying its gradient, as the eager step does, and starts again when unfrozen."""
+    eager, compiled = _twins(_sequential, np.float64)
+    opt_eager = cg.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
+    opt_compiled = cg.optim.SGD(compiled.parameters(), lr=0.1, momentum=0.9)
+    step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opt_compiled)
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    for i in range(8):
+        frozen = 2 <= i < 5
+        for model in (eager, compiled):
+            model[2].requires_grad_(not frozen)
+        before = compiled[2].weight.data.copy()
+        opt_eager.zero_grad()
+        F.mse_loss(eager(cg.Tensor(x)), cg.Tensor(y)).backward()
+        opt_eager.step()
+        step(x, y)
+        _assert_params_equal(eager, compiled, 1e-12)
+        assert np.array_equal(compiled[2].weight.data, before) == frozen
+
+
+def test_a_constant_that_starts_requiring_grad_gets_it(rng):
+    model = _sequential(np.float64)
+    shift = cg.Tensor(rng.standard_normal(3))  # no grad: a constant in the first plan
+    step = cg.compile(lambda x, y: F.mse_loss(model(x) + shift, y))
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    step(x, y)
+    step(x, y)
+    shift.requires_grad_(True)
+    model.zero_grad()
+    step(x, y)
+    got = shift.grad.copy()
+    shift.grad = None
+    F.mse_loss(model(cg.Tensor(x)) + shift, cg.Tensor(y)).backward()
+    np.testing.assert_allclose(got, shift.grad, rtol=1e-12)
+
+
+def _with_dropout():
+    return cg.nn.Sequential(cg.nn.Linear(6, 16, dtype=np.float64), cg.nn.Dropout(0.5, rng=3),
+                            cg.nn.Linear(16, 3, dtype=np.float64))
+
+
+def test_train_and_eval_modes_are_seen(rng):
+    """A step recorded in eval mode (Dropout is the identity there) is not replayed once
+    the model trains: Dropout runs again, and the step falls back to eager for it."""
+    eager, compiled = _twins(lambda dtype: _with_dropout(), np.float64)
+    step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y))
+    x, y = rng.standard_normal((8, 6)), rng.standard_normal((8, 3))
+
+    def losses(steps):
+        got = [step(x, y).item() for _ in range(steps)]
+        want = [F.mse_loss(eager(cg.Tensor(x)), cg.Tensor(y)).item() for _ in range(steps)]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        return got
+
+    for model in (eager, compiled):
+        model.eval()
+    first, second = losses(2)
+    assert second == pytest.approx(first, rel=1e-12)  # no mask
+    for model in (eager, compiled):
+        model.train()
+    with pytest.warns(cg.CompileWarning, match="'dropout'"):
+        got = losses(3)
+    assert min(abs(a - b) for a, b in zip(got, got[1:])) > 1e-6  # a new mask each step
+
+
+def test_replaced_parameters_and_layers_are_seen(rng):
+    """Assigning a new parameter Tensor or a new layer to the model between steps: the
+    next step computes with it."""
+    model = _sequential(np.float64)
+    recorded = []
+
+    def loss_fn(x, y):
+        recorded.append(1)  # runs only when the step is recorded
+        return F.mse_loss(model(x), y)
+
+    step = cg.compile(loss_fn)
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+
+    def check():
+        want = F.mse_loss(model(cg.Tensor(x)), cg.Tensor(y)).item()
+        assert step(x, y).item() == pytest.approx(want, rel=1e-12)
+
+    step(x, y)
+    check()
+    model[0].weight = cg.Tensor(rng.standard_normal((8, 6)), requires_grad=True)
+    check()
+    model[1] = cg.nn.Tanh()
+    check()
+    model.append(cg.nn.Sigmoid())
+    y = rng.random((4, 3))
+    check()
+    assert len(recorded) == 4
+    model.train()  # already training: nothing changes, nothing is recorded
+    model.zero_grad()
+    check()
+    check()
+    assert len(recorded) == 4
+
+
+def test_a_changed_module_setting_is_seen(rng):
+    class Scaled(cg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = cg.nn.Linear(6, 3, dtype=np.float64)
+            self.scale = 2.0
+
+        def forward(self, x):
+            return self.linear(x) * self.scale
+
+    model = Scaled()
+    step = cg.compile(lambda x, y: F.mse_loss(model(x), y))
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    step(x, y)
+    step(x, y)
+    model.scale = 3.0
+    want = F.mse_loss(model(cg.Tensor(x)), cg.Tensor(y)).item()
+    assert step(x, y).item() == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

@@ -18,6 +18,8 @@ import numpy as np
 
 from .. import backends
 from .. import tensor as _tensor
+from ..nn import module as _module
+from ..nn.module import Module
 from ..tensor import Tensor, is_grad_enabled
 from .plan import Node, Plan, Unsupported
 from .updates import updates_for
@@ -35,14 +37,15 @@ class CompileWarning(UserWarning):
 
 
 class _Recording:
-    """Records every op run by this thread while active, and notes reads of a tensor's
-    value (the first one names the step's data-dependent branch)."""
+    """Records every op run by this thread while active, notes reads of a tensor's value
+    (the first one names the step's data-dependent branch) and the modules called."""
 
     _lock = threading.Lock()  # the recorder hook and the patched methods are global
 
     def __init__(self) -> None:
         self.nodes: List[Node] = []
         self.value_read: Optional[str] = None
+        self.modules: List[Module] = []
         self.thread = threading.get_ident()
 
     def __enter__(self) -> "_Recording":
@@ -50,11 +53,14 @@ class _Recording:
         self.saved = {name: getattr(Tensor, name) for name in _VALUE_READS}
         for name, method in self.saved.items():
             setattr(Tensor, name, self._guard(name, method))
+        self.module_call = Module.__call__
+        Module.__call__ = self._note_calls(self.module_call)  # type: ignore[method-assign]
         _tensor._recorder = self._record
         return self
 
     def __exit__(self, *exc: object) -> None:
         _tensor._recorder = None
+        Module.__call__ = self.module_call  # type: ignore[method-assign]
         for name, method in self.saved.items():
             setattr(Tensor, name, method)
         self._lock.release()
@@ -62,6 +68,15 @@ class _Recording:
     def _record(self, out: Tensor, parents: Any, backward: Callable, op: str) -> None:
         if threading.get_ident() == self.thread:
             self.nodes.append(Node(out, parents, backward, op))
+
+    def _note_calls(self, call: Callable) -> Callable:
+        recording = self
+
+        def noted(module: Module, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == recording.thread:
+                recording.modules.append(module)
+            return call(module, *args, **kwargs)
+        return noted
 
     def _guard(self, name: str, method: Callable) -> Callable:
         recording = self
@@ -71,6 +86,49 @@ class _Recording:
                 recording.value_read = f"Tensor.{name} (a read of a value during the step)"
             return method(*args, **kwargs)
         return guarded
+
+
+class _Modules:
+    """The modules a recording called and every module under them, as they were: each
+    one's attributes (its training flag, parameters, submodules, settings) and its
+    container's contents, compared by identity. The comparison runs again only once some
+    module has changed since (nn.module counts the changes)."""
+
+    def __init__(self, called: List[Module]) -> None:
+        self.modules: List[Module] = []
+        seen = set()
+        for top in called:
+            if id(top) in seen:  # and so is every module under it
+                continue
+            for module in top.modules():
+                if id(module) not in seen:
+                    seen.add(id(module))
+                    self.modules.append(module)
+        self.state = [_state(m) for m in self.modules]
+        self.changes = _module.changes
+
+    def unchanged(self) -> bool:
+        """Whether every module is as it was (then the current count is noted)."""
+        for module, before in zip(self.modules, self.state):
+            now = _state(module)
+            if len(now) != len(before) or any(a is not b for a, b in zip(now, before)):
+                return False
+        self.changes = _module.changes
+        return True
+
+
+def _state(module: Module) -> list:
+    """A module's attribute names and values, then its container's items."""
+    state: list = []
+    for name, value in vars(module).items():
+        state += (name, value)
+    storage = getattr(module, module._storage) if module._storage else ()
+    if isinstance(storage, dict):
+        for key, value in storage.items():
+            state += (key, value)
+    else:
+        state += storage
+    return state
 
 
 def _close(plan_value: np.ndarray, eager: np.ndarray) -> bool:
@@ -114,9 +172,13 @@ class CompiledStep:
             return self._record(key, arrays)
         if plan is _EAGER:
             return self._eager(arrays)
-        for t, array in plan.leaves:
-            if t.data is not array:  # a parameter's array was replaced: record again
+        for t, array, requires_grad in plan.leaves:
+            # a parameter's array replaced, or a layer frozen or unfrozen: record again
+            if t.data is not array or t.requires_grad != requires_grad:
                 return self._record(key, arrays)
+        modules = plan.modules
+        if modules.changes != _module.changes and not modules.unchanged():
+            return self._record(key, arrays)  # a module's attribute or contents changed
         plan.run(*arrays)
         self._deliver(plan)
         return Tensor._of(plan.loss.copy())
@@ -183,6 +245,7 @@ class CompiledStep:
         if reason is not None:
             self._give_up(key, reason)
         else:
+            plan.modules = _Modules(recording.modules)
             self._plans[key] = plan
         return loss.detach()
 

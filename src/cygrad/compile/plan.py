@@ -65,10 +65,11 @@ class Plan:
         self.saved: Dict[Node, np.ndarray] = {}  # an op's forward values its backward reads
         self.program = new_program(k)
         self.updates: Any = None  # the optimizer's update records (updates.py), once made
+        self.modules: Any = None  # the modules the recording called, as they were (compile)
         self.forward: List[Step] = []
         self.backward: List[Step] = []
         self.keep: List[Tensor] = []            # tensors whose ids key the dicts
-        self.leaves: List[Tuple[Tensor, np.ndarray]] = []
+        self.leaves: List[Tuple[Tensor, np.ndarray, bool]] = []  # with requires_grad
         from .lowerings import BACKWARDS, LOWERINGS  # here: lowerings.py builds on Plan
         self.inputs = [self._input(t) for t in inputs]
         for node in nodes:
@@ -87,7 +88,8 @@ class Plan:
             raise Unsupported("the loss is not the result of an op on the inputs")
         self.loss = self.value[id(loss)]
         self._build_backward(nodes, loss, BACKWARDS)
-        self.grads = [(t, self.grad[id(t)]) for t, _ in self.leaves if id(t) in self.grad]
+        self.grads = [(t, self.grad[id(t)]) for t, _, _ in self.leaves
+                      if id(t) in self.grad]
         if self.program is not None:
             self.program.inputs(*self.inputs)
             for step in self.forward + self.backward:
@@ -109,7 +111,7 @@ class Plan:
             raise Unsupported(f"a tensor made by '{t._op}' before the step")
         self._own(t)
         self.value[id(t)] = t.data  # a leaf: read in place, so in-place edits are seen
-        self.leaves.append((t, t.data))
+        self.leaves.append((t, t.data, t.requires_grad))
 
     def grad_buffer(self, t: Tensor) -> np.ndarray:
         if id(t) not in self.grad:

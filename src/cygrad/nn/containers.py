@@ -8,7 +8,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tupl
 import numpy as np
 
 from ..tensor import Tensor
-from .module import Module
+from .module import Module, changed
 
 
 def _check_module(value: Any, where: str) -> "Module":
@@ -39,9 +39,11 @@ class _ModuleSequence(Module):
 
     def __setitem__(self, index: int, module: Module) -> None:
         self.layers[index] = _check_module(module, f"[{index}]")
+        changed()
 
     def __delitem__(self, index: Union[int, slice]) -> None:
         del self.layers[index]  # later modules are renumbered, as in PyTorch
+        changed()
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -51,6 +53,7 @@ class _ModuleSequence(Module):
 
     def append(self, module: Module) -> "_ModuleSequence":
         self.layers.append(_check_module(module, "module"))
+        changed()
         return self
 
     def extend(self, modules: Iterable[Module]) -> "_ModuleSequence":
@@ -60,6 +63,7 @@ class _ModuleSequence(Module):
 
     def insert(self, index: int, module: Module) -> None:
         self.layers.insert(index, _check_module(module, "module"))
+        changed()
 
 
 class Sequential(_ModuleSequence):
@@ -119,9 +123,11 @@ class ModuleDict(Module):
         if not isinstance(key, str):
             raise TypeError(f"key: expected a str, got {type(key).__name__}")
         self._entries[key] = _check_module(module, f"[{key!r}]")
+        changed()
 
     def __delitem__(self, key: str) -> None:
         del self._entries[key]
+        changed()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -142,10 +148,13 @@ class ModuleDict(Module):
         return self._entries.items()
 
     def pop(self, key: str) -> Module:
-        return self._entries.pop(key)
+        module = self._entries.pop(key)
+        changed()
+        return module
 
     def clear(self) -> None:
         self._entries.clear()
+        changed()
 
     def update(self, modules: Union[Mapping[str, Module],
                                     Iterable[Tuple[str, Module]]]) -> None:
@@ -192,6 +201,7 @@ class ParameterList(Module):
 
     def __setitem__(self, index: int, value: Any) -> None:
         self.params[index] = self._parameter(value)
+        changed()
 
     def __len__(self) -> int:
         return len(self.params)
@@ -201,6 +211,7 @@ class ParameterList(Module):
 
     def append(self, value: Any) -> "ParameterList":
         self.params.append(self._parameter(value))
+        changed()
         return self
 
     def extend(self, values: Iterable[Any]) -> "ParameterList":

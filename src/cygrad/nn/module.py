@@ -22,6 +22,16 @@ T = TypeVar("T", bound="Module")
 _PARAMETER_NAMES = "_parameter_names"  # attribute names ever given a parameter
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
+# How many times an attribute of any module, or a container's contents, has been set or
+# deleted: a compiled step compares the modules it recorded only after this has moved.
+changes = 0
+
+
+def changed() -> None:
+    """Count a change to a module (the containers call it when their contents change)."""
+    global changes
+    changes += 1
+
 
 class _IncompatibleKeys(NamedTuple):
     missing_keys: List[str]
@@ -50,6 +60,11 @@ class Module:
                 names = self.__dict__[_PARAMETER_NAMES] = {}
             names[name] = None
         object.__setattr__(self, name, value)
+        changed()
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        changed()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
