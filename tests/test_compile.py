@@ -433,6 +433,30 @@ def test_reading_a_value_during_the_step_falls_back(rng, read):
     assert isinstance(loss.item(), float)  # the methods are themselves again
 
 
+@pytest.mark.parametrize("draw", [
+    lambda x: cg.randn(*x.shape, dtype=np.float64), lambda x: cg.rand_like(x)])
+def test_random_numbers_drawn_during_the_step_fall_back(rng, draw):
+    """Noise made inside fn is new at every step: a replay would repeat the recorded
+    draw, so the step runs eagerly, drawing from the same generator as eager code."""
+    model = _sequential(np.float64)
+
+    def loss_fn(x, y):
+        return F.mse_loss(model(x + draw(x) * 0.1), y)
+
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    step = cg.compile(loss_fn)
+    cg.manual_seed(5)
+    with pytest.warns(cg.CompileWarning, match=r"cg\.rand.* \(random numbers drawn"):
+        got = [step(x, y).item() for _ in range(3)]
+    cg.manual_seed(5)
+    want = [loss_fn(cg.Tensor(x), cg.Tensor(y)).item() for _ in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert len(set(got)) == 3
+    with pytest.raises(RuntimeError, match=r"cg\.randn"):
+        cg.compile(lambda x: model(x + cg.randn(*x.shape, dtype=np.float64)).sum(),
+                   strict=True)(x)
+
+
 def test_bad_arguments_are_named(rng):
     model = _sequential(np.float64)
     with pytest.raises(TypeError, match="fn"):

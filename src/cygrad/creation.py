@@ -11,7 +11,7 @@ generator, which `manual_seed(seed)` resets.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,6 +21,10 @@ Size = Union[int, Sequence[int]]
 GeneratorLike = Union[None, int, np.random.Generator]
 
 _default_generator = np.random.default_rng()  # seeded from the OS until manual_seed
+
+# Told the constructor's name when random numbers are drawn (cg.compile sets it while it
+# records a step: a replay would repeat the numbers).
+on_draw: Optional[Callable[[str], None]] = None
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -38,7 +42,9 @@ def default_generator() -> np.random.Generator:
     return _default_generator
 
 
-def _generator(generator: GeneratorLike) -> np.random.Generator:
+def _generator(generator: GeneratorLike, op: str) -> np.random.Generator:
+    if on_draw is not None:
+        on_draw(op)
     if generator is None:
         return _default_generator
     if isinstance(generator, np.random.Generator):
@@ -102,15 +108,16 @@ def arange(start: float, end: Optional[float] = None, step: float = 1,
 def rand(*size: Size, generator: GeneratorLike = None, dtype: object = np.float32,
          requires_grad: bool = False) -> Tensor:
     """Uniform random numbers in [0, 1), of shape `size`."""
-    values = _generator(generator).random(_size(size, "rand"), dtype=float_dtype(dtype))
+    values = _generator(generator, "rand").random(_size(size, "rand"),
+                                                  dtype=float_dtype(dtype))
     return _make(values, dtype, requires_grad)
 
 
 def randn(*size: Size, generator: GeneratorLike = None, dtype: object = np.float32,
           requires_grad: bool = False) -> Tensor:
     """Standard normal random numbers (mean 0, variance 1), of shape `size`."""
-    values = _generator(generator).standard_normal(_size(size, "randn"),
-                                                   dtype=float_dtype(dtype))
+    values = _generator(generator, "randn").standard_normal(_size(size, "randn"),
+                                                            dtype=float_dtype(dtype))
     return _make(values, dtype, requires_grad)
 
 

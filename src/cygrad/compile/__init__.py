@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from .. import backends
+from .. import backends, creation
 from .. import tensor as _tensor
 from ..nn import module as _module
 from ..nn.module import Module
@@ -37,14 +37,15 @@ class CompileWarning(UserWarning):
 
 
 class _Recording:
-    """Records every op run by this thread while active, notes reads of a tensor's value
-    (the first one names the step's data-dependent branch) and the modules called."""
+    """Records every op run by this thread while active and the modules called, and notes
+    what a replay could not repeat: a read of a tensor's value (a data-dependent branch),
+    random numbers drawn. The first one is the `reason` the step is not replayed."""
 
     _lock = threading.Lock()  # the recorder hook and the patched methods are global
 
     def __init__(self) -> None:
         self.nodes: List[Node] = []
-        self.value_read: Optional[str] = None
+        self.reason: Optional[str] = None
         self.modules: List[Module] = []
         self.thread = threading.get_ident()
 
@@ -55,11 +56,13 @@ class _Recording:
             setattr(Tensor, name, self._guard(name, method))
         self.module_call = Module.__call__
         Module.__call__ = self._note_calls(self.module_call)  # type: ignore[method-assign]
+        creation.on_draw = self._drew
         _tensor._recorder = self._record
         return self
 
     def __exit__(self, *exc: object) -> None:
         _tensor._recorder = None
+        creation.on_draw = None
         Module.__call__ = self.module_call  # type: ignore[method-assign]
         for name, method in self.saved.items():
             setattr(Tensor, name, method)
@@ -68,6 +71,14 @@ class _Recording:
     def _record(self, out: Tensor, parents: Any, backward: Callable, op: str) -> None:
         if threading.get_ident() == self.thread:
             self.nodes.append(Node(out, parents, backward, op))
+
+    def _drew(self, op: str) -> None:
+        self._refuse(f"cg.{op} (random numbers drawn during the step, which a replay "
+                     "would repeat)")
+
+    def _refuse(self, reason: str) -> None:
+        if self.reason is None and threading.get_ident() == self.thread:
+            self.reason = reason
 
     def _note_calls(self, call: Callable) -> Callable:
         recording = self
@@ -82,8 +93,7 @@ class _Recording:
         recording = self
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if recording.value_read is None and threading.get_ident() == recording.thread:
-                recording.value_read = f"Tensor.{name} (a read of a value during the step)"
+            recording._refuse(f"Tensor.{name} (a read of a value during the step)")
             return method(*args, **kwargs)
         return guarded
 
@@ -221,7 +231,7 @@ class CompiledStep:
         with _Recording() as recording:
             loss = self.fn(*inputs)
         _check_loss(loss)
-        plan, reason = None, recording.value_read
+        plan, reason = None, recording.reason
         if reason is None:
             try:
                 plan = Plan(backends.active(), recording.nodes, inputs, loss)
