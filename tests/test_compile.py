@@ -457,6 +457,39 @@ def test_random_numbers_drawn_during_the_step_fall_back(rng, draw):
                    strict=True)(x)
 
 
+@pytest.mark.parametrize("cut", [lambda t: t.detach(), lambda t: cg.Tensor(t)],
+                         ids=["detach", "Tensor"])
+def test_a_value_cut_from_the_graph_is_the_current_one(backend, rng, cut):
+    """A target computed in the step and cut from the graph (a target network's output,
+    a stop-gradient) is replayed from this step's values, not the recorded ones."""
+    eager, compiled = _twins(_sequential, np.float64)
+    cg.manual_seed(4)
+    target = _sequential(np.float64)
+    opts = [cg.optim.SGD(m.parameters(), lr=0.1) for m in (eager, compiled)]
+
+    def loss_of(model, x, y):
+        return F.mse_loss(model(x), cut(target(x)) + y)
+
+    step = cg.compile(lambda x, y: loss_of(compiled, x, y), opts[1], strict=True)
+    for _ in range(4):
+        x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+        target[0].weight.data *= 0.9  # the target moves too
+        opts[0].zero_grad()
+        want = loss_of(eager, cg.Tensor(x), cg.Tensor(y))
+        want.backward()
+        opts[0].step()
+        assert step(x, y).item() == pytest.approx(want.item(), rel=1e-12)
+        assert target[0].weight.grad is None
+    _assert_params_equal(eager, compiled, 1e-12)
+
+
+def test_a_value_made_a_new_leaf_that_requires_grad_falls_back(rng):
+    model = _sequential(np.float64)
+    step = cg.compile(lambda x: cg.Tensor(model(x), requires_grad=True).sum())
+    with pytest.warns(cg.CompileWarning, match="requires_grad=True"):
+        step(rng.standard_normal((2, 6)))
+
+
 def test_bad_arguments_are_named(rng):
     model = _sequential(np.float64)
     with pytest.raises(TypeError, match="fn"):

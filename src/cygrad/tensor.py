@@ -34,7 +34,8 @@ _sequence = itertools.count()
 
 Backward = Callable[[np.ndarray], None]
 # cygrad.compile's recorder: called with (result, parents, backward, op) for every op while
-# a step is being recorded; None otherwise, so an op pays one global lookup for it.
+# a step is being recorded, and with op "detach" (backward None) for a leaf made from
+# another tensor's value; None otherwise, so an op pays one global lookup for it.
 _recorder: Optional[Callable[..., None]] = None
 
 
@@ -107,6 +108,8 @@ class Tensor:
         self._op = ""  # "" for a leaf; an op's name otherwise
         self._retains_grad = False
         self._sequence = -1  # leaves are never ordered
+        if _recorder is not None and isinstance(data, Tensor):
+            _recorder(self, (data,), None, "detach")  # a replay must take data's new value
 
     @classmethod
     def _of(cls, data: np.ndarray) -> "Tensor":
@@ -223,7 +226,7 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
-        return Tensor(self.data)
+        return Tensor(self)
 
     def retain_grad(self) -> "Tensor":
         """Keep this intermediate's gradient in `.grad` after backward."""

@@ -302,12 +302,26 @@ def _l2_backward(plan: Plan, node: Node, g: np.ndarray) -> List[Step]:
     return calls
 
 
+def _detach_forward(plan: Plan, node: Node) -> List[Step]:
+    """`t.detach()` or `Tensor(t)`: t's value, cut from the graph. Where the eager result
+    shares t's memory (the same dtype), the plan's is t's buffer too."""
+    if node.out.requires_grad:
+        raise Unsupported("a tensor made from another's value with requires_grad=True")
+    source = node.parents[0]
+    x = plan.value[id(source)]
+    if np.shares_memory(node.out.data, source.data):
+        plan.value[id(node.out)] = x
+        return []
+    y = plan.value[id(node.out)]
+    return [lambda: np.copyto(y, x, casting="unsafe")]
+
+
 LOWERINGS: Dict[str, Callable[[Plan, Node], Step]] = {
     "linear": _linear_forward, "sigmoid": _sigmoid_forward, "tanh": _tanh_forward,
     "relu": _relu_forward, "add": _binary_forward, "sub": _binary_forward,
     "mul": _binary_forward, "div": _binary_forward, "neg": _unary_forward,
     "exp": _unary_forward, "sum": _reduction_forward, "mean": _reduction_forward,
-    "mse_loss": _mse_forward, "l2_penalty": _l2_forward,
+    "mse_loss": _mse_forward, "l2_penalty": _l2_forward, "detach": _detach_forward,
 }
 BACKWARDS: Dict[str, Callable[[Plan, Node, np.ndarray], List[Step]]] = {
     "linear": _linear_backward, "sigmoid": _sigmoid_backward, "tanh": _tanh_backward,
