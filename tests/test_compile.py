@@ -380,6 +380,87 @@ def test_learning_rate_changes_are_seen(rng, momentum):
     _assert_params_equal(eager, compiled, 1e-12)
 
 
+def _split_model():
+    cg.manual_seed(0)
+    return _sequential(np.float64)
+
+
+def test_gradients_of_leaves_outside_the_optimizer_add_up(backend, rng):
+    """The optimizer's zero_grad() clears only its own parameters: the other leaves'
+    .grad adds up over calls, as with backward() (here a second optimizer steps the body
+    every third call, accumulating its gradient)."""
+    models, params = {}, {}
+    for mode in ("eager", "compiled"):
+        model = models[mode] = _split_model()
+        head = cg.optim.SGD(model[4].parameters(), lr=0.1, momentum=0.9)
+        body = cg.optim.SGD(list(model[0].parameters()) + list(model[2].parameters()),
+                            lr=0.1)
+
+        def loss_fn(x, y, model=model):
+            return F.mse_loss(model(x), y)
+
+        step = cg.compile(loss_fn, head)
+        data = np.random.default_rng(0)
+        for i in range(6):
+            x, y = data.standard_normal((5, 6)), data.standard_normal((5, 3))
+            if mode == "compiled":
+                step(x, y)
+            else:
+                head.zero_grad()
+                loss_fn(cg.Tensor(x), cg.Tensor(y)).backward()
+                head.step()
+            if i == 4:
+                params[mode] = model[0].bias.grad.copy()
+            if i % 3 == 2:
+                body.step()
+                body.zero_grad()
+    _assert_params_equal(models["eager"], models["compiled"], 1e-12)
+    np.testing.assert_allclose(params["compiled"], params["eager"], rtol=1e-12)
+
+
+def test_regrouped_parameters_take_their_new_group_hyperparameters(backend, rng):
+    models = {}
+    for mode in ("eager", "compiled"):
+        model = models[mode] = _split_model()
+        ps = list(model.parameters())
+        opt = cg.optim.SGD([{"params": ps[:4]}, {"params": ps[4:], "lr": 0.0}], lr=0.1)
+        step = cg.compile(lambda x, y, model=model: F.mse_loss(model(x), y), opt)
+        data = np.random.default_rng(0)
+        for i in range(6):
+            if i == 2:  # the head's first parameter moves to the body's group
+                opt.param_groups[0]["params"].append(opt.param_groups[1]["params"].pop(0))
+            if i == 4:  # one group for all
+                first, second = opt.param_groups
+                opt.param_groups[:] = [dict(first, params=first["params"] + second["params"])]
+            x, y = data.standard_normal((5, 6)), data.standard_normal((5, 3))
+            if mode == "compiled":
+                step(x, y)
+            else:
+                opt.zero_grad()
+                F.mse_loss(model(cg.Tensor(x)), cg.Tensor(y)).backward()
+                opt.step()
+    _assert_params_equal(models["eager"], models["compiled"], 1e-12)
+
+
+def test_an_sgd_state_without_a_momentum_buffer(rng):
+    """A state dict may hold momentum_buffer None (as torch's does before a step): the
+    next step makes the buffer, as eager does."""
+    eager, compiled = _twins(_sequential, np.float64)
+    opts = [cg.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (eager, compiled)]
+    step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opts[1])
+    for i in range(5):
+        if i == 2:
+            for opt in opts:
+                for p in opt.param_groups[0]["params"]:
+                    opt.state[p]["momentum_buffer"] = None
+        x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+        opts[0].zero_grad()
+        F.mse_loss(eager(cg.Tensor(x)), cg.Tensor(y)).backward()
+        opts[0].step()
+        step(x, y)
+    _assert_params_equal(eager, compiled, 1e-12)
+
+
 def test_unsupported_op_falls_back_with_one_warning_naming_it(backend, rng):
     eager, compiled = _twins(_sequential, np.float64)
     opt_eager = cg.optim.SGD(eager.parameters(), lr=0.1)

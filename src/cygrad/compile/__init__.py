@@ -203,11 +203,13 @@ class CompiledStep:
         updates = updates_for(optimizer, plan)
         # The records read the gradients' buffers, and exist only when every parameter
         # has one: zero_grad() would clear nothing that is not set again below.
-        stepped = updates is not None and updates.step(optimizer)
+        stepped = updates.step(optimizer)
         if not stepped:
             optimizer.zero_grad()
-        for t, g in plan.grads:
+        for t, g in updates.cleared:
             t.grad = g
+        for t, g in updates.accumulated:  # leaves outside the optimizer
+            t.add_grad(g)
         if not stepped:
             optimizer.step()
 

@@ -3,8 +3,8 @@ the loops the eager SGD and Adam call), with no Python per parameter beyond sett
 hyperparameters.
 
 Each call reads the groups' hyperparameters afresh (a scheduler or a user may change them
-between steps) and checks that the optimizer's parameters and state arrays are the ones
-the records point into (`load_state_dict` replaces them); anything else runs
+between steps) and checks that the optimizer's groups, parameters and state arrays are
+the ones the records point into (`load_state_dict` replaces them); anything else runs
 `optimizer.step()` itself: SGD's first step with momentum (it makes the buffer), Adam with
 amsgrad, maximize or L2 weight decay, other optimizers, and a parameter without a
 gradient in the plan.
@@ -12,7 +12,7 @@ gradient in the plan.
 from __future__ import annotations
 
 import operator
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -22,19 +22,28 @@ from .plan import Plan
 
 
 class Updates:
-    """The update records of one optimizer over one plan's gradients."""
+    """The update records of one optimizer over one plan's gradients (no program where
+    optimizer.step() must run), and which gradients are whose."""
 
-    def __init__(self, program: Any, key: List[Any], groups: List[List[Tuple[Any, int]]],
-                 buffered: List[bool]) -> None:
+    def __init__(self, program: Any, key: List[Any], plan: Plan, optimizer: Any,
+                 groups: Sequence[List[Tuple[Any, int]]] = (),
+                 buffered: Sequence[bool] = ()) -> None:
         self.program, self.key = program, key
         self.groups = groups      # per param group: (parameter, record index)
         self.indices = [tuple(index for _, index in records) for records in groups]
         self.buffered = buffered  # per param group: every record has a momentum buffer
+        params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        # (leaf, gradient buffer): the optimizer's parameters, whose .grad zero_grad()
+        # clears, and the other leaves, whose .grad adds up as backward() adds
+        self.cleared = [(t, g) for t, g in plan.grads if id(t) in params]
+        self.accumulated = [(t, g) for t, g in plan.grads if id(t) not in params]
 
     def step(self, optimizer: Any) -> bool:
         """Set each record's hyperparameters and run them; False (nothing run) where the
         records cannot do this step."""
         groups, program = optimizer.param_groups, self.program
+        if program is None:
+            return False
         if type(optimizer) is SGD:
             for g, buffered, indices in zip(groups, self.buffered, self.indices):
                 if g["momentum"] and not buffered:
@@ -62,16 +71,17 @@ class Updates:
         return True
 
 
-def updates_for(optimizer: Any, plan: Plan) -> Optional[Updates]:
-    """The update records for `optimizer` over `plan`, or None where optimizer.step()
-    must run. They are kept in `plan.updates` (with no program where there can be none)
-    until the optimizer's parameters or state arrays change."""
-    if plan.program is None or type(optimizer) not in (SGD, Adam, AdamW):
-        return None
+def updates_for(optimizer: Any, plan: Plan) -> Updates:
+    """The update records for `optimizer` over `plan`, with no program where
+    optimizer.step() must run. They are kept in `plan.updates` until the optimizer's
+    groups, parameters or state arrays change."""
     key, cached = _key(optimizer), plan.updates
     if cached is not None and len(cached.key) == len(key) and \
             all(map(operator.is_, cached.key, key)):
-        return cached if cached.program is not None else None
+        return cached
+    if plan.program is None or type(optimizer) not in (SGD, Adam, AdamW):
+        plan.updates = Updates(None, key, plan, optimizer)
+        return plan.updates
     grads: Dict[int, np.ndarray] = {id(t): g for t, g in plan.grads}
     program = type(plan.program)()
     groups, buffered = [], []
@@ -89,19 +99,22 @@ def updates_for(optimizer: Any, plan: Plan) -> Optional[Updates]:
             else:
                 program = None
             if program is None:  # remembered for this key: step() runs until it changes
-                plan.updates = Updates(None, key, [], [])
-                return None
+                plan.updates = Updates(None, key, plan, optimizer)
+                return plan.updates
         groups.append(records)
-        buffered.append(all("momentum_buffer" in optimizer.state.get(p, {})
-                            for p in group["params"]))
-    plan.updates = Updates(program, key, groups, buffered)
+        buffered.append(all(isinstance(optimizer.state.get(p, {}).get("momentum_buffer"),
+                                       np.ndarray) for p in group["params"]))
+    plan.updates = Updates(program, key, plan, optimizer, groups, buffered)
     return plan.updates
+
+
+_GROUP_END = object()  # in a key, after each group's parameters and state
 
 
 def _key(optimizer: Any) -> List[Any]:
     """What the records point into, to compare by identity: each parameter and its
-    state's arrays. (The parameters' arrays are the plan's leaves, which the compiled
-    step checks before each replay.)"""
+    state's arrays, group by group. (The parameters' arrays are the plan's leaves, which
+    the compiled step checks before each replay.)"""
     state, key = optimizer.state, []
     for group in optimizer.param_groups:
         params = group["params"]
@@ -111,7 +124,9 @@ def _key(optimizer: Any) -> List[Any]:
                 s = state.get(p)
                 if s:
                     key += [v for v in s.values() if v.__class__ is np.ndarray]
+        key.append(_GROUP_END)
     return key
+
 
 
 def _adam_ready(group: dict) -> bool:
