@@ -50,7 +50,7 @@ cdef enum Code:
     COPY             # c[:n] (+)= a[:n]
     SIGMOID          # c = sigmoid(a)
     SIGMOID_BACKWARD  # c (+)= a * b * (1 - b), a the gradient, b the output
-    RELU             # c = a where a >= 0 or a is NaN, else 0 (np.maximum(a, 0))
+    RELU             # c = a where a > 0 or a is NaN, else +0 (np.maximum(a, 0))
     RELU_BACKWARD    # c (+)= 0 where b <= 0, else a; a the gradient, b the input
     BIAS_BACKWARD    # c (n) (+)= column sums of a (m x n)
     MSE              # b = a - d; c[0] = sum(b * b) * s[0]: d the target, b the difference
@@ -557,7 +557,7 @@ cdef int _execute_one(Record* r, real kind) except -1 nogil:
         # mispredicts on about half of a layer's signs.
         for i in range(n):
             v = a[i]
-            c[i] = 0 if v < 0 else v
+            c[i] = 0 if v <= 0 else v  # -0.0 too becomes +0.0, as np.maximum gives
     elif r.code == RELU_BACKWARD:
         if r.flag2:
             for i in range(n):

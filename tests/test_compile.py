@@ -611,6 +611,52 @@ def test_a_compiled_step_inside_a_recorded_one_is_refused(rng):
     assert isinstance(model(cg.Tensor(np.ones((1, 6)))).sum().item(), float)  # restored
 
 
+def test_separate_compiled_steps_run_in_two_threads(rng):
+    """While one thread records its step, another thread's compiled step replays (and a
+    recording of its own waits for the first to finish) instead of being refused as a
+    nested call."""
+    import threading
+
+    a, b = _sequential(np.float64), _sequential(np.float64)
+    inside, leave = threading.Event(), threading.Event()
+
+    def slow_loss(x, y):
+        loss = F.mse_loss(a(x), y)
+        inside.set()
+        assert leave.wait(10)
+        return loss
+
+    step_a = cg.compile(slow_loss)
+    step_b = cg.compile(lambda x, y: F.mse_loss(b(x), y))
+    x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    step_b(x, y)  # recorded: the call below replays
+    thread = threading.Thread(target=step_a, args=(x, y))
+    thread.start()
+    second = []
+    other = threading.Thread(target=lambda: second.append(step_b(x[:2], y[:2]).item()))
+    try:
+        assert inside.wait(10)
+        want = F.mse_loss(b(cg.Tensor(x)), cg.Tensor(y)).item()
+        assert step_b(x, y).item() == pytest.approx(want, rel=1e-12)
+        other.start()  # a new signature: its recording waits for a's
+        other.join(0.2)
+        assert other.is_alive() and not second
+    finally:
+        leave.set()
+        thread.join()
+        other.join()
+    want = F.mse_loss(b(cg.Tensor(x[:2])), cg.Tensor(y[:2])).item()
+    assert second == [pytest.approx(want, rel=1e-12)]
+
+
+def test_the_recording_check_still_compares_values_beside_an_infinity():
+    from cygrad.compile import _close
+
+    eager = np.array([np.inf, 1.0, 2.0])
+    assert _close(eager.copy(), eager)
+    assert not _close(np.array([np.inf, 1.0, 2.5]), eager)
+
+
 def test_on_the_reference_backend_the_plan_calls_the_reference_kernels(rng, monkeypatch):
     from cygrad.backends import reference
     cg.set_backend("reference")

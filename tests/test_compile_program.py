@@ -64,8 +64,9 @@ def test_records_equal_the_eager_kernels(rng, dtype, shape):
     program = _run(build)
     assert program.python_calls == 0 and len(program) == 12
 
-    def same(got, want):
+    def same(got, want):  # the same bits: zeros' signs (relu of -0.0) included
         np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
         assert got.dtype == want.dtype
     same(outs["linear"], kernels.linear_forward(a, w, bias))
     same(outs["sigmoid"], kernels.sigmoid_forward(a))

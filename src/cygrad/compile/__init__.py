@@ -30,6 +30,7 @@ __all__ = ["compile", "CompiledStep", "CompileWarning"]
 _VALUE_READS = ("item", "tolist", "__array__", "numpy", "__bool__", "__float__",
                 "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__")
 _EAGER = object()  # the cache entry of a signature that runs eagerly
+_recording: Optional["_Recording"] = None  # the step being recorded, by any thread
 
 
 class CompileWarning(UserWarning):
@@ -50,7 +51,9 @@ class _Recording:
         self.thread = threading.get_ident()
 
     def __enter__(self) -> "_Recording":
+        global _recording
         self._lock.acquire()
+        _recording = self
         self.saved = {name: getattr(Tensor, name) for name in _VALUE_READS}
         for name, method in self.saved.items():
             setattr(Tensor, name, self._guard(name, method))
@@ -61,6 +64,8 @@ class _Recording:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _recording
+        _recording = None
         _tensor._recorder = None
         creation.on_draw = None
         Module.__call__ = self.module_call  # type: ignore[method-assign]
@@ -144,7 +149,7 @@ def _state(module: Module) -> list:
 def _close(plan_value: np.ndarray, eager: np.ndarray) -> bool:
     if plan_value.shape != eager.shape:
         return False
-    scale = float(np.max(np.abs(eager), initial=0.0))
+    scale = float(np.max(np.abs(eager), initial=0.0, where=np.isfinite(eager)))
     rtol = 1e-4 if eager.dtype == np.float32 else 1e-9
     return bool(np.allclose(plan_value, eager, rtol=rtol, atol=rtol * scale, equal_nan=True))
 
@@ -166,7 +171,8 @@ class CompiledStep:
 
     # -- calling --------------------------------------------------------------------------
     def __call__(self, *inputs: Any) -> Tensor:
-        if _tensor._recorder is not None:  # (the lock would wait on this thread forever)
+        recording = _recording  # another thread's waits for the lock, in _record
+        if recording is not None and recording.thread == threading.get_ident():
             raise RuntimeError("cg.compile: a compiled step was called while a step is "
                                "being recorded: call the model's forward inside fn, not "
                                "another compiled step")
