@@ -244,6 +244,7 @@ def test_freezing_and_unfreezing_a_layer_is_seen(backend, rng):
     opt_compiled = cg.optim.SGD(compiled.parameters(), lr=0.1, momentum=0.9)
     step = cg.compile(lambda x, y: F.mse_loss(compiled(x), y), opt_compiled)
     x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    frozen_params = set(eager[2].parameters())
     for i in range(8):
         frozen = 2 <= i < 5
         for model in (eager, compiled):
@@ -255,6 +256,29 @@ def test_freezing_and_unfreezing_a_layer_is_seen(backend, rng):
         step(x, y)
         _assert_params_equal(eager, compiled, 1e-12)
         assert np.array_equal(compiled[2].weight.data, before) == frozen
+        for p, q in zip(eager.parameters(), compiled.parameters()):
+            assert (q.grad is None) == (p.grad is None) == (frozen and p in frozen_params)
+            if p.grad is not None:
+                np.testing.assert_allclose(q.grad, p.grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_a_parameter_the_loss_does_not_reach_is_skipped(rng, opt_name):
+    eager, compiled = _twins(_sequential, np.float64)
+    opts = [_optimizer(opt_name, m.parameters()) for m in (eager, compiled)]
+    step = cg.compile(lambda x, y: F.mse_loss(compiled[:3](x), y), opts[1])  # no head
+    eager_steps = []
+    for i in range(5):
+        if i == 3:  # the update records run from here on, without the head
+            opts[1].step = lambda: eager_steps.append(1)
+        x, y = rng.standard_normal((4, 6)), rng.standard_normal((4, 8))
+        opts[0].zero_grad()
+        F.mse_loss(eager[:3](cg.Tensor(x)), cg.Tensor(y)).backward()
+        opts[0].step()
+        step(x, y)
+        _assert_params_equal(eager, compiled, 1e-12)
+        assert compiled[4].weight.grad is None and compiled[4].weight not in opts[1].state
+    assert not eager_steps
 
 
 def test_a_constant_that_starts_requiring_grad_gets_it(rng):

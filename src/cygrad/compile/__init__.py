@@ -207,11 +207,14 @@ class CompiledStep:
             return
         optimizer = self.optimizer
         updates = updates_for(optimizer, plan)
-        # The records read the gradients' buffers, and exist only when every parameter
-        # has one: zero_grad() would clear nothing that is not set again below.
+        # The records read the gradients' buffers; zero_grad() would clear nothing that
+        # is not set again below.
         stepped = updates.step(optimizer)
         if not stepped:
             optimizer.zero_grad()
+        else:
+            for t in updates.ungraded:
+                t.grad = None
         for t, g in updates.cleared:
             t.grad = g
         for t, g in updates.accumulated:  # leaves outside the optimizer

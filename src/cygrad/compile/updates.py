@@ -6,8 +6,8 @@ Each call reads the groups' hyperparameters afresh (a scheduler or a user may ch
 between steps) and checks that the optimizer's groups, parameters and state arrays are
 the ones the records point into (`load_state_dict` replaces them); anything else runs
 `optimizer.step()` itself: SGD's first step with momentum (it makes the buffer), Adam with
-amsgrad, maximize or L2 weight decay, other optimizers, and a parameter without a
-gradient in the plan.
+amsgrad, maximize or L2 weight decay, and other optimizers. A parameter the loss does not
+reach (or a frozen one) has no record: step() skips it too.
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class Updates:
         # clears, and the other leaves, whose .grad adds up as backward() adds
         self.cleared = [(t, g) for t, g in plan.grads if id(t) in params]
         self.accumulated = [(t, g) for t, g in plan.grads if id(t) not in params]
+        graded = {id(t) for t, _ in plan.grads}
+        self.ungraded = [p for group in optimizer.param_groups for p in group["params"]
+                         if id(p) not in graded]  # zero_grad() leaves them None
 
     def step(self, optimizer: Any) -> bool:
         """Set each record's hyperparameters and run them; False (nothing run) where the
@@ -89,7 +92,9 @@ def updates_for(optimizer: Any, plan: Plan) -> Updates:
         records = []
         for p in group["params"]:
             grad, state = grads.get(id(p)), optimizer.state.get(p, {})
-            if grad is None or not plan.native(grad, outputs=(p.data,)):
+            if grad is None:
+                continue
+            if not plan.native(grad, outputs=(p.data,)):
                 program = None
             elif type(optimizer) is SGD:
                 records.append((p, program.sgd(p.data, grad, state.get("momentum_buffer"))))
@@ -103,7 +108,7 @@ def updates_for(optimizer: Any, plan: Plan) -> Updates:
                 return plan.updates
         groups.append(records)
         buffered.append(all(isinstance(optimizer.state.get(p, {}).get("momentum_buffer"),
-                                       np.ndarray) for p in group["params"]))
+                                       np.ndarray) for p, _ in records))
     plan.updates = Updates(program, key, plan, optimizer, groups, buffered)
     return plan.updates
 
