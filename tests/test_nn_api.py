@@ -259,6 +259,69 @@ def test_sequential_list_behaviour():
         model.append(lambda x: x)
 
 
+def test_sequential_names_follow_torch_through_slices_and_edits():
+    """A slice keeps its modules' names, append names by position, del, insert and pop
+    number them again, a named module is an attribute: as torch.nn.Sequential."""
+    def build(nn_):
+        return nn_.Sequential(OrderedDict([("fc1", nn_.Linear(2, 3)), ("act", nn_.ReLU()),
+                                           ("fc2", nn_.Linear(3, 4))]))
+
+    def edits(nn_, model):
+        keys = [list(model[1:].state_dict()),
+                list(nn_.Sequential(nn_.Linear(1, 1), nn_.ReLU(),
+                                    nn_.Linear(1, 1))[2:].state_dict())]
+        model.append(nn_.Linear(4, 1))
+        keys.append(list(model.state_dict()))
+        model.fc2 = nn_.Linear(3, 4)  # the named child replaced in place
+        keys.append(list(model.state_dict()))
+        popped = model.pop(1)
+        keys.append(list(model.state_dict()))
+        return keys, popped
+
+    ours = build(nn)
+    assert ours.fc1 is ours[0] and ours.fc2 is ours[2]
+    keys, popped = edits(nn, ours)
+    assert keys == [["fc2.weight", "fc2.bias"], ["2.weight", "2.bias"],
+                    ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "3.weight",
+                     "3.bias"],
+                    ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "3.weight",
+                     "3.bias"],
+                    ["0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"]]
+    assert isinstance(popped, nn.ReLU)
+    with pytest.raises(AttributeError, match="'Sequential' object has no attribute 'fc9'"):
+        ours.fc9
+    try:
+        import torch
+    except ImportError:
+        return
+    assert edits(torch.nn, build(torch.nn))[0] == keys
+
+
+def test_a_parameter_cannot_be_replaced_by_an_op_result():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = Tensor(np.ones(3), requires_grad=True)
+
+    model = Scaled()
+    with pytest.raises(TypeError, match=r"^Scaled\.w: cannot assign the result of 'mul' "
+                                        r"to a parameter .*detach\(\)\.requires_grad_\(\)"):
+        model.w = model.w * 2.0
+    model.w = (model.w * 2.0).detach().requires_grad_()  # a new leaf: a parameter
+    model.cache = model.w * 2.0  # a result under another name is not a parameter
+    assert [name for name, _ in model.named_parameters()] == ["w"]
+
+
+def test_lambda_lr_refuses_a_group_added_after_it():
+    p = Tensor(np.ones(1), requires_grad=True)
+    opt = cg.optim.SGD([p], lr=0.1)
+    scheduler = cg.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.5 ** epoch)
+    opt.add_param_group({"params": [Tensor(np.ones(1), requires_grad=True)], "lr": 1.0})
+    with pytest.raises(ValueError, match="^LambdaLR: the optimizer has 2 param groups but "
+                                         "the scheduler was made for 1"):
+        scheduler.step()
+
+
 def test_module_list_dict_and_parameter_list():
     layers = nn.ModuleList([nn.Linear(2, 2)])
     layers.append(nn.ReLU())
@@ -276,6 +339,9 @@ def test_module_list_dict_and_parameter_list():
     heads = nn.ModuleDict([("b", nn.Linear(1, 1)), ("a", nn.Linear(1, 2))])
     assert list(heads) == ["b", "a"] and "a" in heads and len(heads) == 2
     assert list(heads.state_dict()) == ["b.weight", "b.bias", "a.weight", "a.bias"]
+    assert heads.a is heads["a"]
+    heads.a = nn.Linear(1, 3)  # the entry replaced, as torch.nn.ModuleDict does
+    assert heads["a"].out_features == 3 and list(vars(heads)).count("a") == 0
     heads.pop("b")
     assert list(heads.keys()) == ["a"]
     with pytest.raises(TypeError, match="expected a Module"):

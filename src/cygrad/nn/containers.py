@@ -69,23 +69,60 @@ class _ModuleSequence(Module):
 class Sequential(_ModuleSequence):
     """Applies its modules in order. `Sequential(a, b, c)`; its state-dict keys are
     `0.weight`, `0.bias`, ... as torch.nn.Sequential's. `Sequential(OrderedDict(...))`
-    names them instead."""
+    names them instead, and a named module is also an attribute (`model.fc1`).
+
+    Names follow torch.nn.Sequential's: a slice keeps them (`model[2:]` has keys `2.*`),
+    `append` names the new module by its position, and deleting or inserting a module
+    numbers them all again."""
 
     def __init__(self, *modules: Any):
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            names = [str(name) for name in modules[0]]
             super().__init__(modules[0].values())
-            self._names: Optional[List[str]] = names
+            self._names: List[str] = [str(name) for name in modules[0]]
         else:
             super().__init__(modules)
-            self._names = None
+            self._names = [str(i) for i in range(len(self.layers))]
 
     def _named_members(self) -> Iterator[Tuple[str, Any]]:
-        if self._names is None or len(self._names) != len(self.layers):
-            yield from super()._named_members()
-            return
         yield from zip(self._names, self.layers)
         yield from Module._named_members(self)
+
+    def __getattr__(self, name: str) -> Any:  # only for names not found the usual way
+        names = self.__dict__.get("_names")
+        if names is not None and name in names:
+            return self.layers[names.index(name)]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        names = self.__dict__.get("_names")
+        if names is not None and name in names:
+            self[names.index(name)] = value
+        else:
+            super().__setattr__(name, value)
+
+    def __getitem__(self, index: Union[int, slice]) -> Any:
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(zip(self._names[index], self.layers[index])))
+        return self.layers[index]
+
+    def __delitem__(self, index: Union[int, slice]) -> None:
+        super().__delitem__(index)
+        self._names = [str(i) for i in range(len(self.layers))]
+
+    def append(self, module: Module) -> "Sequential":
+        super().append(module)
+        self._names.append(str(len(self.layers) - 1))
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        super().insert(index, module)
+        self._names = [str(i) for i in range(len(self.layers))]
+
+    def pop(self, index: int = -1) -> Module:
+        """Remove the module at `index` and return it (the others are numbered again)."""
+        module = self.layers[index]
+        del self[index]
+        return module
 
     def forward(self, input: Any) -> Any:
         for layer in self.layers:
@@ -101,7 +138,8 @@ class ModuleList(_ModuleSequence):
 
 
 class ModuleDict(Module):
-    """A dict of modules, registered under `name.key`; keeps insertion order."""
+    """A dict of modules, registered under `name.key`; keeps insertion order. An entry is
+    also an attribute (`heads.cls`)."""
 
     _storage = "_entries"
 
@@ -115,6 +153,19 @@ class ModuleDict(Module):
     def _named_members(self) -> Iterator[Tuple[str, Any]]:
         yield from self._entries.items()
         yield from super()._named_members()
+
+    def __getattr__(self, name: str) -> Any:  # an entry as an attribute, as in PyTorch
+        entries = self.__dict__.get("_entries")
+        if entries is not None and name in entries:
+            return entries[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        entries = self.__dict__.get("_entries")
+        if entries is not None and name in entries:
+            self[name] = value
+        else:
+            super().__setattr__(name, value)
 
     def __getitem__(self, key: str) -> Module:
         return self._entries[key]

@@ -54,11 +54,17 @@ class Module:
         self.training = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, Tensor) and value.requires_grad and value.is_leaf:
+        if isinstance(value, Tensor):
             names = self.__dict__.get(_PARAMETER_NAMES)
-            if names is None:
-                names = self.__dict__[_PARAMETER_NAMES] = {}
-            names[name] = None
+            if not value.is_leaf and names is not None and name in names:
+                raise TypeError(f"{type(self).__name__}.{name}: cannot assign the result of "
+                                f"'{value._op}' to a parameter (it would never be trained): "
+                                "assign a leaf Tensor (result.detach().requires_grad_()), "
+                                "or keep the result under another name")
+            if value.requires_grad and value.is_leaf:
+                if names is None:
+                    names = self.__dict__[_PARAMETER_NAMES] = {}
+                names[name] = None
         object.__setattr__(self, name, value)
         changed()
 

@@ -68,7 +68,12 @@ class LRScheduler:
         """Advance one epoch and set every group's 'lr' to the new rate."""
         self._step_count += 1
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        groups, lrs = self.optimizer.param_groups, self.get_lr()
+        if len(lrs) != len(groups):  # LambdaLR keeps one function per group it was made for
+            raise ValueError(f"{type(self).__name__}: the optimizer has {len(groups)} param "
+                             f"groups but the scheduler was made for {len(lrs)}: make "
+                             "the scheduler after add_param_group")
+        for group, lr in zip(groups, lrs):
             group["lr"] = lr
         self._last_lr = self._current_lrs()
 
