@@ -297,6 +297,25 @@ def test_sequential_names_follow_torch_through_slices_and_edits():
     assert edits(torch.nn, build(torch.nn))[0] == keys
 
 
+def test_load_state_dict_assign_shares_the_arrays_and_checks_them():
+    model = nn.Sequential(nn.Linear(2, 3, dtype=np.float64), nn.ReLU(),
+                          nn.Linear(3, 1, dtype=np.float64))
+    state = {k: v.data + 1 for k, v in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)
+    assert all(model.state_dict()[k].data is a for k, a in state.items())
+    before = {k: v.data for k, v in model.state_dict().items()}
+    with pytest.raises(cg.nn.StateDictError, match=r"dtype mismatch for 0\.weight: "
+                                                   r"assign=True needs float64"):
+        model.load_state_dict({k: a.astype(np.float32) for k, a in state.items()},
+                              assign=True)
+    frozen = {k: a.copy() for k, a in state.items()}
+    frozen["2.bias"].flags.writeable = False  # a memory-mapped or frombuffer array
+    with pytest.raises(cg.nn.StateDictError, match=r"read-only array for 2\.bias: .*"
+                                                   r"pass assign=False to copy it"):
+        model.load_state_dict(frozen, assign=True)
+    assert all(model.state_dict()[k].data is a for k, a in before.items())  # untouched
+
+
 def test_a_parameter_cannot_be_replaced_by_an_op_result():
     class Scaled(nn.Module):
         def __init__(self):

@@ -229,8 +229,58 @@ def test_a_foreign_file_loads_as_tensors_in_file_order(tmp_path):
                                   metadata={"format": "pt"})
     loaded = cg.load(_write(tmp_path / "x.safetensors", data))
     assert sorted(loaded) == ["a", "b"]
+    names = [f"layer{i}.weight" for i in range(9)]  # 9! orders: a hash map's is not it
+    data = safetensors.numpy.save({name: np.full(3, i, np.float32)
+                                   for i, name in enumerate(names)})
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    in_file = sorted(names, key=lambda name: header[name]["data_offsets"][0])
+    assert list(cg.load(io.BytesIO(data))) == in_file
     assert all(isinstance(v, cg.Tensor) for v in loaded.values())
     assert loaded["a"].dtype == np.float32 and loaded["a"].shape == (1, 2)
+
+
+def test_saving_over_a_file_keeps_its_permissions_and_its_links(tmp_path):
+    path = tmp_path / "private.safetensors"
+    cg.save({"w": np.ones(2)}, path)
+    os.chmod(path, 0o600)
+    cg.save({"w": np.zeros(2)}, path)
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+    real, link = tmp_path / "epoch10.safetensors", tmp_path / "best.safetensors"
+    cg.save({"w": np.ones(2)}, real)
+    os.symlink(real, link)
+    cg.save({"w": np.zeros(2)}, link)  # written through the link, as open() writes
+    assert os.path.islink(link) and cg.load(real)["w"].tolist() == [0.0, 0.0]
+
+
+def test_a_file_that_may_not_be_written_is_left_alone(tmp_path, monkeypatch):
+    path = tmp_path / "final.safetensors"
+    cg.save({"w": np.ones(2)}, path)
+    os.chmod(path, 0o444)
+    # (root may write anything: the check asks os.access, as open() asks the kernel)
+    monkeypatch.setattr(os, "access", lambda p, mode: os.fspath(p) != os.fspath(path))
+    with pytest.raises(PermissionError, match="^f: .*final.safetensors' is read-only"):
+        cg.save({"w": np.zeros(2)}, path)
+    monkeypatch.undo()
+    assert cg.load(path)["w"].tolist() == [1.0, 1.0]
+    with pytest.raises(IsADirectoryError, match="^f: .* is a directory"):
+        cg.save({"w": np.zeros(2)}, tmp_path)
+
+
+def test_a_crafted_structure_is_refused_naming_the_file():
+    def crafted(structure, shape=(1,)):
+        header = {"__metadata__": {"cygrad.structure": json.dumps(structure)},
+                  "x": {"dtype": "F32", "shape": list(shape), "data_offsets": [0, 4]}}
+        text = json.dumps(header).encode()
+        return io.BytesIO(len(text).to_bytes(8, "little") + text + bytes(4))
+
+    twice = {"dict": [["a", {"tensor": "x", "type": "Tensor"}], ["a", {"value": 3}]]}
+    with pytest.raises(ValueError, match="corrupt 'cygrad.structure' .*'a' twice"):
+        cg.load(crafted(twice))
+    listed = {"dict": [["a", {"tensor": ["x"], "type": "Tensor"}]]}
+    with pytest.raises(ValueError, match="corrupt 'cygrad.structure' .*bad reference"):
+        cg.load(crafted(listed))
+    with pytest.raises(ValueError, match="^f: array 'x': .*dimension"):
+        cg.load(crafted({"dict": [["a", {"tensor": "x", "type": "Tensor"}]]}, [1] * 70))
 
 
 def test_bad_file_arguments(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import stat
 import uuid
 from typing import Any, BinaryIO, Dict, Mapping, Union
 
@@ -97,19 +98,36 @@ def _is_state_dict(structure: dict) -> bool:
 
 def _write_atomically(data: bytes, path: str) -> None:
     """Write to a new file beside `path`, then rename it over `path`: an interrupted save
-    leaves the previous file whole."""
-    directory, base = os.path.split(os.path.abspath(path))
+    leaves the previous file whole. As `open(path, "wb")` would: a file the user may not
+    write is refused, an existing file keeps its permissions, and a symbolic link is
+    written through (its target is replaced, the link stays)."""
+    target = os.path.realpath(path)
+    directory, base = os.path.split(target)
     temporary = os.path.join(directory, f".{base}.{uuid.uuid4().hex[:12]}.tmp")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"f: the directory {directory!r} does not exist")
-    # os.open with 0o666 so the umask sets the permissions, as for a plain open()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"f: {path!r} is a directory: give a file name in it")
+    mode = None
+    if os.path.exists(target):
+        if not os.access(target, os.W_OK):
+            raise PermissionError(f"f: {path!r} is read-only: make it writable, or save "
+                                  f"under another name")
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    try:
+        # os.open with 0o666 so the umask sets a new file's permissions, as open() does
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except PermissionError as exc:
+        raise PermissionError(f"f: cannot write in the directory {directory!r} "
+                              f"({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -155,7 +173,8 @@ def _decode(node: Any, arrays: Dict[str, np.ndarray], used: set) -> Any:
         raise _CorruptStructure(f"unexpected node {str(node)[:60]}")
     if "tensor" in node:
         name, kind = node["tensor"], node.get("type")
-        if name not in arrays or name in used or kind not in ("Tensor", "ndarray"):
+        if not isinstance(name, str) or name not in arrays or name in used or \
+                kind not in ("Tensor", "ndarray"):
             raise _CorruptStructure(f"bad reference to array {str(name)[:60]!r}")
         used.add(name)
         return Tensor(arrays[name]) if kind == "Tensor" else arrays[name]
@@ -173,6 +192,8 @@ def _decode(node: Any, arrays: Dict[str, np.ndarray], used: set) -> Any:
             if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (str, int))
                     and not isinstance(pair[0], bool)):
                 raise _CorruptStructure(f"unexpected dict entry {str(pair)[:60]}")
+            if pair[0] in result:
+                raise _CorruptStructure(f"the key {str(pair[0])[:60]!r} twice")
             result[pair[0]] = _decode(pair[1], arrays, used)
         return result
     raise _CorruptStructure(f"unexpected node {str(node)[:60]}")
@@ -207,18 +228,27 @@ def load(f: FileLike) -> "collections.OrderedDict[str, Any]":
                 "in PyTorch, write it with safetensors.torch.save_file(state_dict, path)"
                 if data[:2] == b"PK" or data[:1] == b"\x80" else "")
         raise ValueError(f"{source}: not a valid safetensors file ({exc}){hint}") from None
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    metadata = header.pop("__metadata__", None) or {}
+    entries = dict(entries)  # in a hash map's order, which changes from run to run
+    if set(entries) != set(header):
+        raise ValueError(f"{source}: not a valid safetensors file (its header lists the "
+                         f"arrays twice, differently)")
     arrays: Dict[str, np.ndarray] = {}
-    for name, entry in entries:
+    # the file's order: the order of the arrays' bytes, then the header's
+    for name in sorted(header, key=lambda name: header[name]["data_offsets"][0]):
+        entry = entries[name]
         dtype = _DTYPES.get(entry["dtype"])
         if dtype is None:
             raise ValueError(f"{source}: array {name!r} has dtype {entry['dtype']}; cygrad "
                              "holds float32 and float64 only: convert it before saving (in "
                              "PyTorch, tensor.float()) or leave it out of the state dict")
-        # A copy: writable (optimizers update in place) and in native byte order.
-        arrays[name] = np.frombuffer(entry["data"], dtype).reshape(entry["shape"]) \
-            .astype(dtype.newbyteorder("="))
-    header_size = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8:8 + header_size]).get("__metadata__") or {}
+        try:  # a copy: writable (optimizers update in place) and in native byte order
+            arrays[name] = np.frombuffer(entry["data"], dtype).reshape(entry["shape"]) \
+                .astype(dtype.newbyteorder("="))
+        except ValueError as exc:  # a shape NumPy cannot make
+            raise ValueError(f"{source}: array {name!r}: {exc}") from None
     if STRUCTURE_KEY not in metadata:
         return collections.OrderedDict((name, Tensor(a)) for name, a in arrays.items())
     used: set = set()

@@ -246,6 +246,10 @@ class Module:
             elif assign and array.dtype != p.dtype:
                 problems.append(f"dtype mismatch for {key}: assign=True needs {p.dtype}, "
                                 f"got {array.dtype}; pass assign=False to copy and cast.")
+            elif assign and not array.flags.writeable:
+                problems.append(f"read-only array for {key}: assign=True needs a writable "
+                                f"one (an optimizer updates it in place); pass assign=False "
+                                f"to copy it.")
             arrays[key] = array
         if strict:
             if unexpected:
