@@ -240,19 +240,21 @@ def reshape(d: Drawer, name: str) -> bool:
 
 
 def transpose(d: Drawer, name: str) -> bool:
-    """cygrad's transpose(*axes) is NumPy's (a permutation): PyTorch's permute."""
+    """.T, transpose(dim0, dim1) (two axes swapped, negative ones too) and permute(dims),
+    each as PyTorch's."""
     draw = d.draw
     i = d.pick()
     ndim = len(d.graph.values[i].shape)
-    if ndim == 2 and draw(st.booleans()):
+    kind = draw(st.sampled_from(["T", "transpose", "permute"] if ndim else ["permute"]))
+    if kind == "T" and ndim == 2:
         d.add(f"a{i}.T", f"t{i}.T", ["T"], [i])
-        return True
-    perm = tuple(draw(st.permutations(range(ndim))))
-    if draw(st.booleans()):
-        d.add(f"a{i}.transpose()", f"t{i}.permute({tuple(reversed(range(ndim)))!r})",
+    elif kind == "transpose" and ndim:
+        dim0, dim1 = (draw(st.integers(-ndim, ndim - 1)) for _ in range(2))
+        d.add(f"a{i}.transpose({dim0}, {dim1})", f"t{i}.transpose({dim0}, {dim1})",
               [name], [i])
     else:
-        d.add(f"a{i}.transpose({perm!r})", f"t{i}.permute({perm!r})", [name], [i])
+        perm = tuple(draw(st.permutations(range(ndim))))
+        d.add(f"a{i}.permute({perm!r})", f"t{i}.permute({perm!r})", ["permute"], [i])
     return True
 
 

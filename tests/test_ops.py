@@ -202,23 +202,52 @@ def test_reshape_gradcheck(shape, new, rng):
     _check(lambda x: x.reshape(*new), x)
 
 
-@pytest.mark.parametrize("axes", [(), (0, 1, 2), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1),
+@pytest.mark.parametrize("axes", [(0, 1, 2), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1),
                                   (-1, 0, 1), (2, -3, -2), (-1, -2, -3)], ids=str)
-def test_transpose_gradcheck(axes, rng):
+def test_permute_gradcheck(axes, rng):
     x = _t(rng, (2, 3, 4))
-    out = x.transpose(*axes)
+    out = x.permute(*axes)
     want = x.data.transpose(*axes)
-    assert out.shape == want.shape
+    assert out.shape == want.shape and out._op == "permute"
     np.testing.assert_array_equal(out.data, want)
-    _check(lambda x: x.transpose(*axes), x)
-    _check(lambda x: x.transpose(axes), x)  # one sequence, as ndarray.transpose takes
+    _check(lambda x: x.permute(*axes), x)
+    _check(lambda x: x.permute(axes), x)  # one sequence, as torch.permute takes too
 
 
-def test_transpose_gradient_is_the_inverse_permutation(rng):
+def test_permute_gradient_is_the_inverse_permutation(rng):
     x = _t(rng, (2, 3, 4))
     g = rng.standard_normal((4, 2, 3))
-    x.transpose(-1, 0, 1).backward(g)
+    x.permute(-1, 0, 1).backward(g)
     np.testing.assert_array_equal(x.grad, g.transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("shape, dims", [((3, 4), (0, 1)), ((3, 4), (1, 0)), ((3, 4), (0, 0)),
+                                         ((2, 3, 4), (1, 2)), ((2, 3, 4), (-1, 0)),
+                                         ((2, 3, 4, 5), (-3, -2)), ((5,), (0, -1))], ids=str)
+def test_transpose_swaps_two_dims_as_torch(shape, dims, rng):
+    x = _t(rng, shape)
+    swapped = list(range(len(shape)))
+    i, j = (d % len(shape) for d in dims)
+    swapped[i], swapped[j] = swapped[j], swapped[i]
+    np.testing.assert_array_equal(x.transpose(*dims).data, x.data.transpose(swapped))
+    _check(lambda x: x.transpose(*dims), x)
+    torch = pytest.importorskip("torch")
+    assert x.transpose(*dims).shape == tuple(torch.zeros(shape).transpose(*dims).shape)
+
+
+def test_transpose_and_permute_refuse_what_torch_refuses(rng):
+    x = _t(rng, (2, 3, 4))
+    with pytest.raises(TypeError, match=r"^transpose: expected the two dims to swap.*"
+                                        r"use permute\(1, 2, 0\)"):
+        x.transpose(1, 2, 0)  # NumPy's transpose: an order of all the axes
+    with pytest.raises(TypeError, match="^transpose: expected the two dims to swap"):
+        x.transpose()
+    with pytest.raises(ValueError, match="^transpose: dim: 3 is out of range"):
+        x.transpose(0, 3)
+    with pytest.raises(ValueError, match=r"^permute: dims: expected each of the 3 axes once"):
+        x.permute(0, 1, 1)
+    with pytest.raises(ValueError, match=r"^permute: dims: expected each of the 3 axes once"):
+        x.permute(0, 1)
 
 
 def test_T_gradcheck(rng):

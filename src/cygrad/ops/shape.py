@@ -1,4 +1,4 @@
-"""Ops that move elements without changing them: reshape/view/flatten, transpose,
+"""Ops that move elements without changing them: reshape/view/flatten, transpose/permute,
 indexing, cat and stack. Their backward routes each gradient element back to its place."""
 from __future__ import annotations
 
@@ -52,17 +52,43 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(a, shape)
 
 
-def transpose(a: Tensor, *axes: Shape) -> Tensor:
-    """Permute the axes (reverse them when none are given), as ndarray.transpose."""
-    if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
-        axes = tuple(axes[0])
-    perm = tuple(axes) if axes else tuple(reversed(range(a.ndim)))
+def _permuted(a: Tensor, perm: tuple, op: str) -> Tensor:
     inverse = np.argsort([ax % a.ndim for ax in perm])  # negative axes count from the end
 
     def backward(g: np.ndarray) -> None:
         send(a, g.transpose(inverse))
 
-    return Tensor.from_op(a.data.transpose(perm), (a,), backward, "transpose")
+    return Tensor.from_op(a.data.transpose(perm), (a,), backward, op)
+
+
+def permute(a: Tensor, *dims: Shape) -> Tensor:
+    """The axes in the order `dims` gives (`permute(2, 0, 1)` or `permute((2, 0, 1))`), as
+    torch.permute (NumPy calls it ndarray.transpose)."""
+    dims = _shape_args("permute", dims)
+    axes = [normalize_dim("permute", d, a.ndim) for d in dims] if a.ndim else list(dims)
+    if sorted(axes) != list(range(a.ndim)):
+        raise ValueError(f"permute: dims: expected each of the {a.ndim} axes once, got "
+                         f"{dims!r}")
+    return _permuted(a, tuple(axes), "permute")
+
+
+def transpose(a: Tensor, *dims: int) -> Tensor:
+    """`transpose(dim0, dim1)`: the two axes swapped, as torch.transpose (`x.transpose(0,
+    1)` of a matrix is its transpose). For any order of all the axes, `permute`."""
+    if len(dims) != 2:
+        raise TypeError(f"transpose: expected the two dims to swap, as torch.transpose takes "
+                        f"them, got {dims!r}: for an order of all the axes (NumPy's "
+                        f"transpose), use permute{dims if len(dims) > 1 else '(...)'}")
+    perm = list(range(a.ndim))
+    i, j = (normalize_dim("transpose", d, a.ndim) for d in dims)
+    if a.ndim:
+        perm[i], perm[j] = perm[j], perm[i]
+    return _permuted(a, tuple(perm), "transpose")
+
+
+def reversed_axes(a: Tensor) -> Tensor:
+    """The tensor with its axes reversed (`.T`; a matrix's transpose)."""
+    return _permuted(a, tuple(reversed(range(a.ndim))), "transpose")
 
 
 def _index_part(part: object) -> object:
