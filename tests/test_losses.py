@@ -258,6 +258,31 @@ def test_mean_of_nothing_is_nan_and_ignored_samples_get_no_gradient():
     np.testing.assert_array_equal(x.grad, 0)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("bad", [-np.inf, np.nan])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_an_ignored_sample_with_an_infinite_or_nan_logit_counts_zero(
+        bad, smoothing, reduction, backend):
+    """A padding row masked to -inf (or holding nan) is ignored: its loss is 0, not
+    0 * inf = nan, and the others' loss and gradients are PyTorch's."""
+    logits = np.array([[bad, 0.0, 1.0], [1.0, 2.0, 0.5], [0.3, bad, -1.0]])
+    labels = [-100, 1, -100]
+    ours = Tensor(logits, requires_grad=True)
+    theirs = torch.tensor(logits, requires_grad=True)
+    loss = F.cross_entropy(ours, labels, reduction=reduction, label_smoothing=smoothing)
+    want = TF.cross_entropy(theirs, torch.tensor(labels), reduction=reduction,
+                            label_smoothing=smoothing)
+    np.testing.assert_allclose(loss.data, want.detach().numpy(), **TOL[np.float64])
+    loss.sum().backward()
+    want.sum().backward()
+    np.testing.assert_allclose(ours.grad[1], theirs.grad[1].numpy(), **TOL[np.float64])
+    log_p = np.log(np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]))
+    log_p[0] = bad
+    nll = F.nll_loss(Tensor(log_p), [-100, 2], reduction=reduction)
+    want = TF.nll_loss(torch.tensor(log_p), torch.tensor([-100, 2]), reduction=reduction)
+    np.testing.assert_allclose(nll.data, want.numpy(), **TOL[np.float64])
+
+
 def test_cross_entropy_keeps_accepting_integral_float_labels(rng):
     logits = Tensor(rng.standard_normal((3, 4)))
     np.testing.assert_array_equal(F.cross_entropy(logits, np.array([0.0, 3.0, 1.0])).data,

@@ -202,6 +202,15 @@ def test_reshape_gradcheck(shape, new, rng):
     _check(lambda x: x.reshape(*new), x)
 
 
+@pytest.mark.parametrize("op", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("empty", [(), []])
+def test_an_empty_dim_reduces_every_axis_as_torch(op, empty, rng):
+    x = _t(rng, (2, 3))
+    out = getattr(x, op)(dim=empty)
+    assert out.shape == () and out.item() == getattr(x.data, op)()
+    _check(lambda x: getattr(x, op)(dim=empty), x)
+
+
 @pytest.mark.parametrize("axes", [(0, 1, 2), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1),
                                   (-1, 0, 1), (2, -3, -2), (-1, -2, -3)], ids=str)
 def test_permute_gradcheck(axes, rng):

@@ -284,13 +284,14 @@ def cross_entropy(input: TensorLike, target: Any, weight: Any = None, *,
     log_sums = np.log(sums)
     # 0 - log p, not -log p: a probability of 1 gives a loss of 0.0, not -0.0
     nll = 0 - (shifted[rows, labels] - log_sums[:, 0])
-    losses = nll if sample_weight is None else nll * sample_weight
-    if smoothing:
-        log_p = shifted - log_sums
-        smooth = -(log_p.sum(axis=1) if class_weight is None else log_p @ class_weight)
-        if valid is not None:
-            smooth = smooth * valid
-        losses = (1 - smoothing) * losses + (smoothing / classes) * smooth
+    with np.errstate(invalid="ignore"):  # an ignored sample's inf or nan, replaced below
+        losses = nll if sample_weight is None else nll * sample_weight
+        if smoothing:
+            log_p = shifted - log_sums
+            smooth = -(log_p.sum(axis=1) if class_weight is None else log_p @ class_weight)
+            losses = (1 - smoothing) * losses + (smoothing / classes) * smooth
+    if valid is not None:
+        losses = np.where(valid, losses, 0)
     denominator = batch if sample_weight is None else float(sample_weight.sum())
 
     def grad(row_scale: np.ndarray) -> np.ndarray:
@@ -327,7 +328,10 @@ def nll_loss(input: TensorLike, target: Any, weight: Any = None, *,
     batch = x.shape[0]
     rows = np.arange(batch)
     picked = 1 if sample_weight is None else sample_weight
-    losses = 0 - x[rows, labels] * picked
+    with np.errstate(invalid="ignore"):  # an ignored sample's -inf or nan, replaced below
+        losses = 0 - x[rows, labels] * picked
+    if valid is not None:
+        losses = np.where(valid, losses, 0)
     denominator = batch if sample_weight is None else float(sample_weight.sum())
 
     def grad(row_scale: np.ndarray) -> np.ndarray:

@@ -123,11 +123,12 @@ def numpy_names(op: str, dim: Dim, keepdim: bool, axis: Dim,
 
 
 def normalize_dims(op: str, dim: Dim, ndim: int) -> Tuple[int, ...]:
-    """The axes `dim` names, non-negative and sorted; every axis when `dim` is None.
+    """The axes `dim` names, non-negative and sorted; every axis when `dim` is None or
+    empty (`dim=()`, as PyTorch reads it).
 
     A 0-d tensor accepts dim 0 and -1 (as in PyTorch: a loss is 0-d, and `loss.mean(0)`
     is real code) and has no axis to reduce: the result is the tensor's value."""
-    if dim is None:
+    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
         return tuple(range(ndim))
     if isinstance(dim, (int, np.integer)):
         dims = (dim,)
