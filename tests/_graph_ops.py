@@ -368,7 +368,7 @@ def class_loss(d: Drawer, name: str) -> bool:
     """cross_entropy and nll_loss: (batch, classes) and integer labels; large logits put
     the probability of a label at exactly 1 (or 0)."""
     draw = d.draw
-    i = d.pick(lambda v: len(v.shape) == 2)
+    i = d.pick(lambda v: len(v.shape) == 2 and v.shape[1] > 0)  # a label needs a class
     if i is None:
         return False
     batch, classes = d.graph.values[i].shape

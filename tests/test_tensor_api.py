@@ -278,6 +278,19 @@ def test_tensors_hash_by_identity():
     assert a in [a] and hash(a) != hash(b)
 
 
+@pytest.mark.parametrize("index", [[[0, 1], [1, 0]], [slice(None), 1], [None, 0],
+                                   [Ellipsis, 1], [np.array([0, 1]), 0]], ids=str)
+def test_a_list_that_pytorch_reads_as_a_tuple_is_refused(index):
+    """PyTorch reads such a list as a tuple of indices, NumPy as one array: the two give
+    different results, so the index must say which it means."""
+    t = Tensor(np.arange(12.0).reshape(3, 4))
+    with pytest.raises(TypeError, match=r"^index: .* is read as a tuple of indices by "
+                                        r"PyTorch and as one array by NumPy"):
+        t[index]
+    assert t[tuple(index)].shape == t.data[tuple(index)].shape  # the tuple works
+    assert t[[0, 2, 0]].shape == (3, 4)  # a flat list of ints is one array in both
+
+
 def test_float_index_tensor_must_hold_whole_numbers():
     x = Tensor(np.arange(4.0), requires_grad=True)
     np.testing.assert_array_equal(x[Tensor([3, 1])].data, [3.0, 1.0])

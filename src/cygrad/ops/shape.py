@@ -103,6 +103,11 @@ def _index_part(part: object) -> object:
     return part
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _is_int(part: object) -> bool:
     return isinstance(part, (int, np.integer)) and not isinstance(part, bool)
 
@@ -145,6 +150,12 @@ def getitem(a: Tensor, index: object) -> Tensor:
     ((2, 3, 4)[0, :, [1]] has shape (3, 1); NumPy gives (1, 3)), and so does cygrad.
     The gradient is added back at the indexed places; a position indexed several times
     receives the sum of its gradients."""
+    if isinstance(index, list) and any(
+            part is None or part is Ellipsis or isinstance(
+                part, (list, tuple, slice, np.ndarray, Tensor)) for part in index):
+        raise TypeError(f"index: {_short(index)} is read as a tuple of indices by PyTorch "
+                        f"and as one array by NumPy: write the tuple (t[[0, 1], [1, 0]], "
+                        f"PyTorch's reading) or pass np.array(...) (NumPy's)")
     if isinstance(index, tuple):
         index = tuple(_index_part(part) for part in index)
     else:
