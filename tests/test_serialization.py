@@ -283,6 +283,29 @@ def test_a_crafted_structure_is_refused_naming_the_file():
         cg.load(crafted({"dict": [["a", {"tensor": "x", "type": "Tensor"}]]}, [1] * 70))
 
 
+def test_what_cannot_be_saved_is_named_with_the_fix():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"^w: cannot save a torch\.Tensor \(pass "
+                                        r"t\.detach\(\)\.numpy\(\)"):
+        cg.save({"w": torch.ones(2)}, io.BytesIO())
+    loop = {"w": np.ones(2)}
+    loop["me"] = loop
+    with pytest.raises(ValueError, match="^me: the dict contains itself"):
+        cg.save(loop, io.BytesIO())
+    with pytest.raises(ValueError, match="^obj: the key .* is not valid Unicode"):
+        cg.save({"\ud800": np.ones(2)}, io.BytesIO())
+    with pytest.raises(TypeError, match="^w: a masked array's mask cannot be saved"):
+        cg.save({"w": np.ma.masked_array([1.0, 9.0], mask=[0, 1])}, io.BytesIO())
+    with pytest.raises(TypeError, match=r"^f: expected a file opened in binary mode \('wb'\)"):
+        cg.save({"w": np.ones(2)}, io.StringIO())
+    shared = {"w": np.ones(2)}  # the same dict twice is not a cycle
+    buffer = io.BytesIO()
+    cg.save({"a": shared, "b": shared}, buffer)
+    buffer.seek(0)
+    loaded = cg.load(buffer)
+    assert loaded["a"]["w"].tolist() == loaded["b"]["w"].tolist() == [1.0, 1.0]
+
+
 def test_bad_file_arguments(tmp_path):
     with pytest.raises(FileNotFoundError):
         cg.load(tmp_path / "absent.safetensors")

@@ -22,6 +22,7 @@ safetensors is an optional dependency: `pip install "cygrad[safetensors]"`.
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import stat
@@ -51,9 +52,14 @@ def _safetensors():
 
 
 # -- save ---------------------------------------------------------------------------------
-def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> dict:
-    """The JSON node for `value`; its arrays go into `arrays` under dotted names."""
+def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray], enclosing: set) -> dict:
+    """The JSON node for `value`; its arrays go into `arrays` under dotted names.
+    `enclosing`: the ids of the containers `value` is inside (one of them again is a
+    cycle)."""
     where = name or "obj"
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{where}: a masked array's mask cannot be saved (its masked values "
+                        "would be saved as data): save value.filled(...) or the mask too")
     if isinstance(value, (Tensor, np.ndarray)):
         array = value.data if isinstance(value, Tensor) else value
         if array.dtype.kind != "f" or array.dtype.itemsize not in (4, 8):
@@ -69,6 +75,43 @@ def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> dict:
         # Dense, native little-endian: the bytes safetensors writes are the array's own.
         arrays[name] = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
         return {"tensor": name, "type": "Tensor" if isinstance(value, Tensor) else "ndarray"}
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in enclosing:
+            raise ValueError(f"{where}: the {type(value).__name__} contains itself; a saved "
+                             "structure must be a tree")
+        enclosing.add(id(value))
+        try:
+            return _encode_container(value, name, where, arrays, enclosing)
+        finally:
+            enclosing.discard(id(value))
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        value = value.item()
+    if isinstance(value, str) and not _encodable(value):
+        raise ValueError(f"{where}: the string {value[:40]!r} is not valid Unicode (a lone "
+                         "surrogate); it cannot be written as UTF-8")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    library = type(value).__module__.split(".")[0]
+    kind = type(value).__name__
+    if library != "builtins":
+        kind = f"{library}.{kind}"
+    hint = (" (pass t.detach().numpy(), or save PyTorch's state dict with "
+            "safetensors.torch.save_file)" if library == "torch" else "")
+    raise TypeError(f"{where}: cannot save a {kind}{hint}; "
+                    "expected cygrad Tensors, float arrays, numbers, strings, None, or "
+                    "dicts/lists/tuples of them (nothing is pickled)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encode_container(value: Any, name: str, where: str, arrays: Dict[str, np.ndarray],
+                      enclosing: set) -> dict:
     if isinstance(value, Mapping):
         items = []
         for key, item in value.items():
@@ -77,19 +120,15 @@ def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> dict:
             if isinstance(key, bool) or not isinstance(key, (str, int)):
                 raise TypeError(f"{where}: expected str (or int) keys, got {key!r} of type "
                                 f"{type(key).__name__}")
-            items.append([key, _encode(item, f"{name}.{key}" if name else str(key), arrays)])
+            if isinstance(key, str) and not _encodable(key):
+                raise ValueError(f"{where}: the key {key[:40]!r} is not valid Unicode (a "
+                                 "lone surrogate); it cannot be written as UTF-8")
+            items.append([key, _encode(item, f"{name}.{key}" if name else str(key), arrays,
+                                       enclosing)])
         return {"dict": items}
-    if isinstance(value, (list, tuple)):
-        kind = "tuple" if isinstance(value, tuple) else "list"
-        return {kind: [_encode(item, f"{name}.{i}" if name else str(i), arrays)
-                       for i, item in enumerate(value)]}
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return {"value": value}
-    raise TypeError(f"{where}: cannot save a {type(value).__name__}; expected Tensors, "
-                    "float arrays, numbers, strings, None, or dicts/lists/tuples of them "
-                    "(nothing is pickled)")
+    kind = "tuple" if isinstance(value, tuple) else "list"
+    return {kind: [_encode(item, f"{name}.{i}" if name else str(i), arrays, enclosing)
+                   for i, item in enumerate(value)]}
 
 
 def _is_state_dict(structure: dict) -> bool:
@@ -148,13 +187,16 @@ def save(obj: Mapping[str, Any], f: FileLike) -> None:
         raise TypeError(f"obj: expected a dict (such as model.state_dict()), got "
                         f"{type(obj).__name__}")
     arrays: Dict[str, np.ndarray] = {}
-    structure = _encode(obj, "", arrays)
+    structure = _encode(obj, "", arrays, set())
     metadata = {STRUCTURE_KEY: json.dumps(structure, separators=(",", ":"))}
     if _is_state_dict(structure):
         # Hugging Face's loaders expect this entry: the arrays follow PyTorch's layout.
         metadata["format"] = "pt"
     data = _safetensors().numpy.save(arrays, metadata=metadata)
     if hasattr(f, "write"):
+        if isinstance(f, io.TextIOBase):
+            raise TypeError("f: expected a file opened in binary mode ('wb'), got a text "
+                            "file")
         f.write(data)
     elif isinstance(f, (str, os.PathLike)):
         _write_atomically(data, os.fspath(f))
