@@ -316,6 +316,42 @@ def test_load_state_dict_assign_shares_the_arrays_and_checks_them():
     assert all(model.state_dict()[k].data is a for k, a in before.items())  # untouched
 
 
+def test_pytorchs_registration_and_lookup_methods():
+    torch = _torch()
+
+    def build(nn_, tensor):
+        class Net(nn_.Module):
+            def __init__(self):
+                super().__init__()
+                self.add_module("body", nn_.Sequential(nn_.Linear(2, 3), nn_.ReLU()))
+                self.register_parameter("scale", tensor)
+                self.register_module("head", nn_.Linear(3, 1))
+        net = Net()
+        net.body.add_module("extra", nn_.Linear(3, 3))
+        return net
+
+    ours = build(nn, Tensor(np.ones(3), requires_grad=True))
+    theirs = build(torch.nn, torch.nn.Parameter(torch.ones(3)))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == [
+        "scale", "body.0.weight", "body.0.bias", "body.extra.weight", "body.extra.bias",
+        "head.weight", "head.bias"]
+    assert ours.get_submodule("body.extra") is ours.body[2]
+    assert ours.get_submodule("") is ours and ours.cpu() is ours
+    assert ours.get_parameter("body.0.bias") is ours.body[0].bias
+    assert ours.get_parameter("scale") is ours.scale
+    with pytest.raises(AttributeError, match="^get_submodule: Sequential has no submodule "
+                                             "'9'"):
+        ours.get_submodule("body.9")
+    with pytest.raises(AttributeError, match="^get_parameter: Linear has no parameter"):
+        ours.get_parameter("head.nope")
+    with pytest.raises(ValueError, match="^add_module: name: expected a non-empty name "
+                                         "without a dot"):
+        ours.add_module("a.b", nn.ReLU())
+    with pytest.raises(TypeError, match="^add_module: module: expected a Module or None"):
+        ours.add_module("f", print)
+    assert type(nn.ModuleList([nn.ReLU(), nn.Tanh()]).pop(0)).__name__ == "ReLU"
+
+
 def test_a_parameter_cannot_be_replaced_by_an_op_result():
     class Scaled(nn.Module):
         def __init__(self):

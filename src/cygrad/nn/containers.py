@@ -8,7 +8,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tupl
 import numpy as np
 
 from ..tensor import Tensor
-from .module import Module, changed
+from .module import Module, _check_name, changed
 
 
 def _check_module(value: Any, where: str) -> "Module":
@@ -65,6 +65,12 @@ class _ModuleSequence(Module):
         self.layers.insert(index, _check_module(module, "module"))
         changed()
 
+    def pop(self, index: int = -1) -> Module:
+        """Remove the module at `index` and return it (the others are numbered again)."""
+        module = self.layers[index]
+        del self[index]
+        return module
+
 
 class Sequential(_ModuleSequence):
     """Applies its modules in order. `Sequential(a, b, c)`; its state-dict keys are
@@ -118,11 +124,15 @@ class Sequential(_ModuleSequence):
         super().insert(index, module)
         self._names = [str(i) for i in range(len(self.layers))]
 
-    def pop(self, index: int = -1) -> Module:
-        """Remove the module at `index` and return it (the others are numbered again)."""
-        module = self.layers[index]
-        del self[index]
-        return module
+    def add_module(self, name: str, module: Optional[Module]) -> None:
+        """Append `module` under `name` (or replace the module of that name), as
+        torch.nn.Sequential's add_module."""
+        _check_name(name, "add_module")
+        if name in self._names:
+            self[self._names.index(name)] = module
+        else:
+            self.append(module)
+            self._names[-1] = name
 
     def forward(self, input: Any) -> Any:
         for layer in self.layers:

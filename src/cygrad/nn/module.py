@@ -43,6 +43,14 @@ class StateDictError(RuntimeError, ValueError):
     ValueError as every other bad argument in cygrad."""
 
 
+def _check_name(name: Any, op: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{op}: name: expected a str, got {type(name).__name__}")
+    if not name or "." in name:
+        raise ValueError(f"{op}: name: expected a non-empty name without a dot (a dot "
+                         f"separates the levels of a state dict's keys), got {name!r}")
+
+
 class Module:
     """Base class: subclass it, assign parameters and submodules in `__init__`, and define
     `forward`. Calling `super().__init__()` first is customary but not required."""
@@ -112,6 +120,50 @@ class Module:
     def children(self) -> Iterator["Module"]:
         for _, module in self.named_children():
             yield module
+
+    def add_module(self, name: str, module: Optional["Module"]) -> None:
+        """Make `module` the child `name` (as `self.name = module`), as PyTorch's."""
+        _check_name(name, "add_module")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: module: expected a Module or None, got "
+                            f"{type(module).__name__}")
+        setattr(self, name, module)
+
+    register_module = add_module
+
+    def register_parameter(self, name: str, param: Optional[Tensor]) -> None:
+        """Make `param` (a leaf Tensor, or None) the parameter `name`; it stays one when
+        it does not require grad (a frozen parameter), as PyTorch's."""
+        _check_name(name, "register_parameter")
+        if param is not None and not (isinstance(param, Tensor) and param.is_leaf):
+            got = f"the result of '{param._op}'" if isinstance(param, Tensor) else \
+                type(param).__name__
+            raise TypeError(f"register_parameter: param: expected a leaf Tensor or None, "
+                            f"got {got}")
+        if param is not None:
+            self.__dict__.setdefault(_PARAMETER_NAMES, {})[name] = None
+        setattr(self, name, param)
+
+    def get_submodule(self, target: str) -> "Module":
+        """The submodule at dotted path `target` ('' is this module), as PyTorch's."""
+        module = self
+        for part in target.split(".") if target else ():
+            child = dict(module.named_children()).get(part)
+            if child is None:
+                raise AttributeError(f"get_submodule: {type(module).__name__} has no "
+                                     f"submodule {part!r} (looking up {target!r})")
+            module = child
+        return module
+
+    def get_parameter(self, target: str) -> Tensor:
+        """The parameter at dotted path `target` (as in `named_parameters()`)."""
+        path, _, name = target.rpartition(".")
+        module = self.get_submodule(path)
+        param = dict(module.named_parameters(recurse=False)).get(name)
+        if param is None:
+            raise AttributeError(f"get_parameter: {type(module).__name__} has no parameter "
+                                 f"{name!r} (looking up {target!r})")
+        return param
 
     def named_modules(self, memo: Optional[Set[int]] = None, prefix: str = "",
                       remove_duplicate: bool = True) -> Iterator[Tuple[str, "Module"]]:
@@ -324,6 +376,10 @@ class Module:
             p.data = p.data.astype(dtype, copy=False)
             if p.grad is not None:
                 p.grad = p.grad.astype(dtype, copy=False)
+        return self
+
+    def cpu(self: T) -> T:
+        """This module: its arrays are in the CPU's memory already."""
         return self
 
     def float(self: T) -> T:
