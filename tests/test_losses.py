@@ -195,6 +195,23 @@ def test_binary_cross_entropy_with_logits_is_stable_for_large_logits(dtype, back
           dtype, target_grad=True, pos_weight=torch.tensor(np.array(3.0, dtype)))
 
 
+@pytest.mark.parametrize("pos_weight", [0.5, 3.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_cross_entropy_with_logits_target_gradient_at_infinite_logits(
+        dtype, pos_weight, backend):
+    """d/dtarget = pos_weight softplus(-x) - softplus(x): inf at x = -inf, -inf at +inf,
+    where -x + (pos_weight - 1) softplus(-x) gives inf - inf for pos_weight < 1."""
+    x = Tensor(np.array([-np.inf, np.inf, 2.0], dtype))
+    ours = Tensor(np.array([0.0, 0.0, 0.5], dtype), requires_grad=True)
+    theirs = torch.tensor(np.array([0.0, 0.0, 0.5], dtype), requires_grad=True)
+    F.binary_cross_entropy_with_logits(
+        x, ours, pos_weight=Tensor(np.array(pos_weight, dtype)), reduction="sum").backward()
+    TF.binary_cross_entropy_with_logits(
+        torch.tensor(x.data), theirs, pos_weight=torch.tensor(np.array(pos_weight, dtype)),
+        reduction="sum").backward()
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), **TOL[dtype])
+
+
 # -- modules ------------------------------------------------------------------------------
 
 def test_loss_modules_call_their_functions(rng):

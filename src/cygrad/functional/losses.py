@@ -165,7 +165,8 @@ def binary_cross_entropy_with_logits(input: TensorLike, target: TensorLike,
     weight * ((1 - target) x + (1 + (pos_weight - 1) target) softplus(-x)), with
     softplus(-x) = log(1 + e^-x) computed without overflow. d/dx = weight (l sigmoid(x) -
     pos_weight target) with l = 1 + (pos_weight - 1) target (sigmoid(x) - target without
-    pos_weight); d/dtarget = weight (-x + (pos_weight - 1) softplus(-x))."""
+    pos_weight); d/dtarget = weight (pos_weight softplus(-x) - softplus(x)), which is
+    -x + (pos_weight - 1) softplus(-x) without its inf - inf at x = -inf."""
     op = "binary_cross_entropy_with_logits"
     input, target, x, t = _pair(input, target, op)
     w = _broadcast_weight(weight, x.shape, x.dtype, "weight", op)
@@ -184,7 +185,7 @@ def binary_cross_entropy_with_logits(input: TensorLike, target: TensorLike,
         return grad if w is None else grad * w
 
     def grad_target() -> np.ndarray:
-        grad = -x if pw is None else -x + (pw - 1) * softplus_neg
+        grad = -x if pw is None else pw * softplus_neg - np.logaddexp(x.dtype.type(0), x)
         return grad if w is None else grad * w
 
     return _elementwise_loss(op, losses, reduction,
