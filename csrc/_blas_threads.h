@@ -47,14 +47,12 @@ static void cg_run_one(void *arg, int i) {
     jobs->dojob(i, jobs->first + (size_t)i * jobs->size, jobs->data);
 }
 
-static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jobs,
-                        int data) {
-    char *first = (char *)jobs;
-    (void)sync;  /* OpenBLAS only calls with sync = 1: return when every job is done */
-    if (n <= 1) {
-        if (n == 1) dojob(0, first, data);
-        return;
-    }
+/* One product's jobs at a time, as OpenBLAS's own pool takes them: the jobs of products
+   called from several threads at once share OpenBLAS's per-thread buffers, and run
+   together they overwrite each other's (wrong results, no error). */
+static pthread_mutex_t cg_jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void cg_run_jobs_now(cg_dojob_t dojob, int n, size_t size, char *first, int data) {
     if (cg_team_guaranteed(n)) {
         cg_jobs_t all = {dojob, first, size, data};
         cg_parallel(n, cg_run_one, &all);
@@ -77,6 +75,19 @@ static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jo
             else cg_run_job(&job[i]);  /* out of threads: the last resort */
         }
     }
+}
+
+static void cg_run_jobs(int sync, cg_dojob_t dojob, int n, size_t size, void *jobs,
+                        int data) {
+    char *first = (char *)jobs;
+    (void)sync;  /* OpenBLAS only calls with sync = 1: return when every job is done */
+    if (n <= 1) {
+        if (n == 1) dojob(0, first, data);
+        return;
+    }
+    pthread_mutex_lock(&cg_jobs_lock);
+    cg_run_jobs_now(dojob, n, size, first, data);
+    pthread_mutex_unlock(&cg_jobs_lock);
 }
 
 static void cg_after_fork_in_child(void) {

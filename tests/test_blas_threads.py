@@ -101,17 +101,24 @@ def test_products_agree_with_the_reference_on_either_pool(each_pool, dtype, rng)
     np.testing.assert_allclose(compiled.bias_backward(big), big.sum(0), **tol)
 
 
-def test_products_from_several_python_threads_at_once(rng):
-    """Products from several Python threads at once: each calling thread leads a team of
-    its own, and every result is right."""
-    x, w = rng.random((M, K)), rng.random((N, K))
-    want = x @ w.T
+def test_products_from_several_python_threads_at_once(each_pool, rng):
+    """Products of two kinds (a layer's forward, its weight's gradient) from several
+    Python threads at once, on each pool: every result is right. (Run together, the jobs
+    of two products overwrite each other's OpenBLAS buffers: the shared pool takes one
+    product's jobs at a time, as OpenBLAS's own pool does.)"""
+    x, w, g = rng.random((M, K)), rng.random((N, K)), rng.random((M, N))
+    want_forward = np.einsum("ik,jk->ij", x, w)  # no BLAS
+    want_grad_w = np.einsum("ij,ik->jk", g, x)
     errors = []
 
     def work():
-        for _ in range(20):
-            if not np.allclose(cygrad.kernels.linear_forward(x, w), want):
-                errors.append("wrong product")
+        for _ in range(10):
+            if not np.allclose(cygrad.kernels.linear_forward(x, w), want_forward):
+                errors.append("wrong forward")
+            _, grad_w, _ = cygrad.kernels.linear_backward(g, x, w, need_grad_x=False,
+                                                          need_grad_b=False)
+            if not np.allclose(grad_w, want_grad_w):
+                errors.append("wrong weight gradient")
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:

@@ -142,6 +142,15 @@ def test_partial_fit_and_warm_start_match_sklearn(backend, rng):
             for model in (ours, theirs):
                 model.fit(X, Y)
     _assert_same_model(ours, theirs)
+    # hidden_layer_sizes changed after a fit: both go on training the fitted network
+    for model in (ours, theirs):
+        model.set_params(hidden_layer_sizes=(9,))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, Y)
+        model.partial_fit(X, Y)
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in theirs.coefs_]
+    _assert_same_model(ours, theirs)
 
 
 def test_in_place_shuffle_draws_sklearns_permutations():

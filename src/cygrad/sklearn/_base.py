@@ -26,7 +26,7 @@ from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import validate_data
 
-from ._network import Network
+from ._network import Network, predict
 from ._optimizers import FlatAdam, FlatSGD
 from ._program import BatchPrograms
 
@@ -59,9 +59,12 @@ class KernelPerceptron:
 
     def _network(self, layer_units: List[int], dtype: np.dtype) -> Network:
         """A Network holding the current `coefs_` and `intercepts_`, which become views
-        into it (so the solvers' in-place updates are the estimator's attributes)."""
-        net = Network(layer_units, dtype, self.activation, self.out_activation_,
-                      self.loss, self.alpha)
+        into it (so the solvers' in-place updates are the estimator's attributes). Its
+        shape is theirs: a warm start goes on training the fitted network even where
+        `hidden_layer_sizes` changed since, as scikit-learn's does."""
+        units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        net = Network(units, dtype, self.activation, self.out_activation_, self.loss,
+                      self.alpha)
         net.load(self.coefs_, self.intercepts_)
         self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
         return net
@@ -70,12 +73,9 @@ class KernelPerceptron:
         """The output layer's activation for X (the decision function)."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        dtype = self.coefs_[0].dtype
-        X = X.astype(dtype, copy=False)
-        units = [X.shape[1]] + [c.shape[1] for c in self.coefs_]
-        net = Network(units, dtype, self.activation, self.out_activation_, self.loss, 0.0)
-        net.load(self.coefs_, self.intercepts_)
-        return net.forward(X, keep=True)[-1]
+        X = X.astype(self.coefs_[0].dtype, copy=False)
+        return predict(X, self.coefs_, self.intercepts_, self.activation,
+                       self.out_activation_)
 
     # L-BFGS ----------------------------------------------------------------------
 

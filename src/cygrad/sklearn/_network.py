@@ -12,7 +12,7 @@ The formulas are scikit-learn's `_backprop` (losses, L2 penalty, sample weights)
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -145,6 +145,31 @@ def _other_loss(loss: str, out_activation: str, y: Array, prob: Array,
     return float(LOSS_FUNCTIONS[loss](y, prob, sample_weight))
 
 
+def _layer(a: Any, w: Array, b: Array, out: Array, activation: str) -> None:
+    """out = activation(a @ w.T + b); `a` dense or sparse."""
+    if sp.issparse(a):
+        np.copyto(out, a @ w.T)  # a sparse product; the kernels take dense arrays
+        out += b
+    else:
+        kernels.linear_forward(a, w, b, out=out)
+    ACTIVATIONS[activation](out)
+
+
+def predict(X: Any, coefs: Sequence[Array], intercepts: Sequence[Array], activation: str,
+            out_activation: str) -> Array:
+    """The output layer's activation for X, straight from scikit-learn's `coefs_` and
+    `intercepts_`: one layer's output alive at a time, nothing else allocated."""
+    a = X
+    last = len(coefs) - 1
+    for i, (c, b) in enumerate(zip(coefs, intercepts)):
+        w = np.ascontiguousarray(np.asarray(c).T, dtype=X.dtype)  # a view when fitted here
+        out = np.empty((X.shape[0], w.shape[0]), X.dtype)
+        _layer(a, w, np.ascontiguousarray(b, dtype=X.dtype), out,
+               out_activation if i == last else activation)
+        a = out
+    return a
+
+
 class Network:
     """A multilayer perceptron's parameters, gradients and work buffers.
 
@@ -215,12 +240,7 @@ class Network:
         last = len(self.weights) - 1
         a = X
         for i, (w, b, out) in enumerate(zip(self.weights, self.biases, outs)):
-            if sp.issparse(a):
-                np.copyto(out, a @ w.T)  # a sparse product; the kernels take dense arrays
-                out += b
-            else:
-                kernels.linear_forward(a, w, b, out=out)
-            ACTIVATIONS[self.out_activation if i == last else self.activation](out)
+            _layer(a, w, b, out, self.out_activation if i == last else self.activation)
             a = out
         return outs
 
