@@ -15,7 +15,8 @@
 #include <string.h>
 #include "_loops.h"
 
-/* exp(x) for x <= 0; exactly 0 below the smallest normal result; NaN stays NaN. */
+/* exp(x) for x <= 0; exactly 0 once 2^n would leave the normal range (x below -87.68
+   in float, -708.73 in double, where the true result is subnormal); NaN stays NaN. */
 static inline float cg_exp_nonpositive_f(float x) {
     const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float t = x * 1.44269504088896341f + magic;
@@ -30,7 +31,7 @@ static inline float cg_exp_nonpositive_f(float x) {
     float scale;
     memcpy(&scale, &sb, sizeof scale);
     float e = p * scale;
-    e = x < -87.0f ? 0.0f : e; /* 2^n would leave the normal range */
+    e = x < -87.68f ? 0.0f : e; /* below, n < -126: 2^n is not a normal float */
     return x != x ? x : e;
 }
 
@@ -60,7 +61,7 @@ static inline double cg_exp_nonpositive_d(double x) {
     double scale;
     memcpy(&scale, &sb, sizeof scale);
     double e = p * scale;
-    e = x < -708.0 ? 0.0 : e;
+    e = x < -708.73 ? 0.0 : e; /* below, n < -1022: 2^n is not a normal double */
     return x != x ? x : e;
 }
 
