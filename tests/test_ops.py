@@ -244,6 +244,47 @@ def test_transpose_swaps_two_dims_as_torch(shape, dims, rng):
     assert x.transpose(*dims).shape == tuple(torch.zeros(shape).transpose(*dims).shape)
 
 
+SHAPE_CALLS = {
+    "squeeze()": lambda x: x.squeeze(), "squeeze(1)": lambda x: x.squeeze(1),
+    "squeeze(0)": lambda x: x.squeeze(0), "squeeze((1, -1))": lambda x: x.squeeze((1, -1)),
+    "unsqueeze(0)": lambda x: x.unsqueeze(0), "unsqueeze(-1)": lambda x: x.unsqueeze(-1),
+    "unsqueeze(2)": lambda x: x.unsqueeze(2),
+    "expand(4, 2, 5, 3, 2)": lambda x: x.expand(4, 2, 5, 3, 2),
+    "expand(-1, 4, -1, 6)": lambda x: x.expand(-1, 4, -1, 6),
+    "expand((3, 2, 1, 3, 1))": lambda x: x.expand((3, 2, 1, 3, 1)),
+}
+
+
+@pytest.mark.parametrize("call", list(SHAPE_CALLS))
+def test_squeeze_unsqueeze_and_expand_match_torch(call, rng):
+    """Shapes, values and gradients (expand's summed over the grown axes) as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    fn = SHAPE_CALLS[call]
+    x = _t(rng, (2, 1, 3, 1))
+    theirs = torch.tensor(x.data, requires_grad=True)
+    out, want = fn(x), fn(theirs)
+    np.testing.assert_array_equal(out.data, want.detach().numpy())
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    want.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad, theirs.grad.numpy(), rtol=1e-12)
+    _check(fn, x)
+
+
+def test_squeeze_unsqueeze_and_expand_refuse_what_torch_refuses(rng):
+    x = _t(rng, (2, 1, 3))
+    with pytest.raises(ValueError, match=r"^unsqueeze: dim: 4 is out of range .*\[-4, 3\]"):
+        x.unsqueeze(4)
+    with pytest.raises(ValueError, match="^squeeze: dim: 3 is out of range"):
+        x.squeeze(3)
+    with pytest.raises(ValueError, match="^expand: sizes: cannot expand axis 0 of size 2"):
+        x.expand(3, 1, 3)
+    with pytest.raises(ValueError, match="^expand: sizes: .* fewer dimensions"):
+        x.expand(3, 3)
+    with pytest.raises(ValueError, match="^expand: sizes: -1 cannot be a new leading axis"):
+        x.expand(-1, 2, 1, 3)
+
+
 def test_transpose_and_permute_refuse_what_torch_refuses(rng):
     x = _t(rng, (2, 3, 4))
     with pytest.raises(TypeError, match=r"^transpose: expected the two dims to swap.*"

@@ -18,7 +18,8 @@ from ._common import as_tensor, send, to
 from .arithmetic import add, div, matmul, maximum, minimum, mul, neg, pow, sub
 from .elementwise import abs, clamp, exp, log, relu, sigmoid, sqrt, tanh
 from .reductions import argmax, argmin, log_softmax, max, mean, min, softmax, sum
-from .shape import cat, flatten, getitem, permute, reshape, reversed_axes, stack, transpose
+from .shape import (cat, expand, flatten, getitem, permute, reshape, reversed_axes, squeeze,
+                    stack, transpose, unsqueeze)
 
 TABLE: Dict[str, Callable[..., Tensor]] = {
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "neg": neg,
@@ -28,7 +29,7 @@ TABLE: Dict[str, Callable[..., Tensor]] = {
     "sum": sum, "mean": mean, "max": max, "min": min,
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": reshape, "transpose": transpose, "permute": permute, "getitem": getitem,
-    "cat": cat, "stack": stack, "to": to,
+    "cat": cat, "stack": stack, "to": to, "expand": expand,
 }
 
 __all__ = sorted(TABLE) + ["TABLE", "as_tensor", "send", "argmax", "argmin", "flatten"]
@@ -52,7 +53,8 @@ _METHODS = {
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sigmoid": sigmoid, "tanh": tanh,
     "relu": relu, "clamp": clamp, "clip": clamp,
     "reshape": reshape, "view": reshape, "flatten": flatten, "transpose": transpose,
-    "permute": permute, "to": to,
+    "permute": permute, "squeeze": squeeze, "unsqueeze": unsqueeze, "expand": expand,
+    "to": to,
 }
 for _name, _op in _METHODS.items():
     setattr(Tensor, _name, _op)

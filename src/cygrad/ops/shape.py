@@ -1,5 +1,6 @@
-"""Ops that move elements without changing them: reshape/view/flatten, transpose/permute,
-indexing, cat and stack. Their backward routes each gradient element back to its place."""
+"""Ops that move elements without changing them: reshape/view/flatten/squeeze/unsqueeze,
+expand, transpose/permute, indexing, cat and stack. Their backward routes each gradient
+element back to its place."""
 from __future__ import annotations
 
 import math
@@ -50,6 +51,53 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
                          f"({end_dim}) for a tensor of {a.data.ndim} dimension(s)")
     shape = a.shape[:start] + (math.prod(a.shape[start:end + 1]),) + a.shape[end + 1:]
     return reshape(a, shape)
+
+
+def squeeze(a: Tensor, dim: object = None) -> Tensor:
+    """The tensor without its size-1 axes (all of them, or those of `dim`, an int or a
+    tuple; an axis of another size is kept), as torch.squeeze."""
+    if dim is None:
+        axes = [i for i, n in enumerate(a.shape) if n == 1]
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        axes = [normalize_dim("squeeze", d, a.ndim) for d in dims] if a.ndim else []
+    shape = tuple(n for i, n in enumerate(a.shape) if not (i in axes and n == 1))
+    return reshape(a, shape)
+
+
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    """The tensor with a new axis of size 1 at `dim` (-ndim-1 <= dim <= ndim), as
+    torch.unsqueeze."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"unsqueeze: dim: expected an int, got {dim!r}")
+    if not -a.ndim - 1 <= dim <= a.ndim:
+        raise ValueError(f"unsqueeze: dim: {dim} is out of range for a tensor of {a.ndim} "
+                         f"dimension(s): expected a value in [{-a.ndim - 1}, {a.ndim}]")
+    position = dim % (a.ndim + 1)
+    return reshape(a, a.shape[:position] + (1,) + a.shape[position:])
+
+
+def expand(a: Tensor, *sizes: Shape) -> Tensor:
+    """The tensor broadcast to `sizes` (-1 keeps an axis; new axes go first; only size-1
+    axes grow), as torch.Tensor.expand. Its gradient is summed over the grown axes."""
+    sizes = _shape_args("expand", sizes)
+    lead = len(sizes) - a.ndim
+    if lead < 0:
+        raise ValueError(f"expand: sizes: {sizes} has fewer dimensions than the tensor's "
+                         f"shape {a.shape}")
+    shape = tuple(n if i < lead or n != -1 else a.shape[i - lead]
+                  for i, n in enumerate(sizes))
+    for i, n in enumerate(a.shape):
+        if n != shape[lead + i] and n != 1:
+            raise ValueError(f"expand: sizes: cannot expand axis {i} of size {n} to "
+                             f"{shape[lead + i]}; only axes of size 1 grow")
+    if any(n < 0 for n in shape[:lead]):
+        raise ValueError(f"expand: sizes: -1 cannot be a new leading axis, got {sizes}")
+
+    def backward(g: np.ndarray) -> None:
+        send(a, g)  # sums the axes that were grown
+
+    return Tensor.from_op(np.broadcast_to(a.data, shape), (a,), backward, "expand")
 
 
 def _permuted(a: Tensor, perm: tuple, op: str) -> Tensor:
