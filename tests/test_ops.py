@@ -4,6 +4,7 @@ cases; and one random graph that must give the same gradients on both backends.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -242,6 +243,45 @@ def test_transpose_swaps_two_dims_as_torch(shape, dims, rng):
     _check(lambda x: x.transpose(*dims), x)
     torch = pytest.importorskip("torch")
     assert x.transpose(*dims).shape == tuple(torch.zeros(shape).transpose(*dims).shape)
+
+
+VAR_ARGS = {"all": {}, "dim": {"dim": 1}, "dims-keepdim": {"dim": (0, 2), "keepdim": True},
+            "biased": {"unbiased": False}, "correction-0": {"correction": 0},
+            "correction-2": {"correction": 2, "dim": -1}}
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+@pytest.mark.parametrize("case", list(VAR_ARGS))
+def test_var_and_std_match_torch(name, case, rng):
+    torch = pytest.importorskip("torch")
+    kwargs = VAR_ARGS[case]
+    x = _t(rng, (3, 4, 5))
+    theirs = torch.tensor(x.data, requires_grad=True)
+    out, want = getattr(x, name)(**kwargs), getattr(theirs, name)(**kwargs)
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    want.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad, theirs.grad.numpy(), rtol=1e-10)
+    _check(lambda x: getattr(x, name)(**kwargs), x)
+
+
+@pytest.mark.parametrize("shape, correction", [((1,), 1), ((0,), 1), ((2,), 3), ((3,), 3)])
+def test_var_without_degrees_of_freedom_is_torchs_nan_or_inf(shape, correction):
+    x = Tensor(np.arange(1.0, 1.0 + math.prod(shape)).reshape(shape), requires_grad=True)
+    want = {((1,), 1): np.nan, ((0,), 1): np.nan, ((2,), 3): np.inf, ((3,), 3): np.inf}
+    out = x.var(correction=correction)
+    np.testing.assert_array_equal(out.data, want[shape, correction])
+    with pytest.raises(TypeError, match="^var: got both unbiased and correction"):
+        x.var(unbiased=True, correction=1)
+
+
+def test_var_over_an_empty_dim_is_over_every_axis(rng):
+    """As the forward of torch.var(dim=()); its backward there (PyTorch 2.13) treats the
+    empty dim as no axis and gives inf, so the gradient is checked against var()."""
+    x = _t(rng, (3, 4))
+    np.testing.assert_allclose(x.var(dim=()).data, x.var().data, rtol=1e-14)
+    _check(lambda x: x.var(dim=()), x)
 
 
 SHAPE_CALLS = {

@@ -17,7 +17,7 @@ from ..tensor import Tensor
 from ._common import as_tensor, send, to
 from .arithmetic import add, div, matmul, maximum, minimum, mul, neg, pow, sub
 from .elementwise import abs, clamp, exp, log, relu, sigmoid, sqrt, tanh
-from .reductions import argmax, argmin, log_softmax, max, mean, min, softmax, sum
+from .reductions import argmax, argmin, log_softmax, max, mean, min, softmax, std, sum, var
 from .shape import (cat, expand, flatten, getitem, permute, reshape, reversed_axes, squeeze,
                     stack, transpose, unsqueeze)
 
@@ -26,7 +26,7 @@ TABLE: Dict[str, Callable[..., Tensor]] = {
     "matmul": matmul, "maximum": maximum, "minimum": minimum,
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sigmoid": sigmoid, "tanh": tanh,
     "relu": relu, "clamp": clamp,
-    "sum": sum, "mean": mean, "max": max, "min": min,
+    "sum": sum, "mean": mean, "max": max, "min": min, "var": var,
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": reshape, "transpose": transpose, "permute": permute, "getitem": getitem,
     "cat": cat, "stack": stack, "to": to, "expand": expand,
@@ -49,6 +49,7 @@ _METHODS = {
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "matmul": matmul,
     "neg": neg, "maximum": maximum, "minimum": minimum,
     "sum": sum, "mean": mean, "max": max, "min": min, "argmax": argmax, "argmin": argmin,
+    "var": var, "std": std,
     "softmax": softmax, "log_softmax": log_softmax,
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sigmoid": sigmoid, "tanh": tanh,
     "relu": relu, "clamp": clamp, "clip": clamp,

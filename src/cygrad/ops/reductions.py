@@ -1,10 +1,12 @@
-"""Reductions (sum, mean, max, min, argmax, argmin) and softmax/log_softmax along a dim.
+"""Reductions (sum, mean, var, std, max, min, argmax, argmin) and softmax/log_softmax along
+a dim.
 
-Each takes PyTorch's `dim`/`keepdim` (canonical) or NumPy's `axis`/`keepdims`; `dim` may
-be an int or, for sum/mean/max/min, a tuple. A 0-d tensor accepts dim 0 and -1, as in
+Each takes PyTorch's `dim`/`keepdim` (canonical) and, but for var and std, NumPy's
+`axis`/`keepdims`; `dim` may be an int or, for sum/mean/var/std/max/min, a tuple. A 0-d tensor accepts dim 0 and -1, as in
 PyTorch (`loss.mean(0)` is the loss)."""
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Optional
 
@@ -55,6 +57,42 @@ def mean(a: Tensor, dim: Dim = None, keepdim: bool = False, *,
             a.add_grad(share / np.asarray(count or 1, dtype=g.dtype), owned=True)
 
     return Tensor.from_op(out, (a,), backward, "mean")
+
+
+def var(a: Tensor, dim: Dim = None, unbiased: Optional[bool] = None, keepdim: bool = False,
+        *, correction: Optional[float] = None) -> Tensor:
+    """Variance over `dim` (every axis when None): sum((a - mean)^2) / (N - correction),
+    correction 1 by default (Bessel's), as torch.var; `unbiased=False` is correction 0.
+    d/da = 2 (a - mean) / (N - correction). Where N <= correction the divisor is 0, as
+    in PyTorch: nan for a sum of 0 (a single element), else inf."""
+    if unbiased is not None and correction is not None:
+        raise TypeError("var: got both unbiased and correction: pass one")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    if isinstance(correction, bool) or not isinstance(correction, (int, float)):
+        raise TypeError(f"var: correction: expected a number, got {correction!r}")
+    axes = normalize_dims("var", dim, a.data.ndim)
+    count = math.prod(a.data.shape[ax] for ax in axes)
+    centered = a.data - a.data.mean(axis=axes, keepdims=True) if count else a.data
+    divisor = builtins.max(0, count - correction)
+    scale = np.asarray(1 / divisor if divisor else np.inf, a.data.dtype)
+    with np.errstate(invalid="ignore"):  # 0 * inf: nan, PyTorch's 0 / 0
+        out = np.asarray((centered * centered).sum(axis=axes, keepdims=keepdim) * scale)
+
+    def backward(g: np.ndarray) -> None:
+        if a.requires_grad:
+            share = g if g.ndim == 0 else _expand(g, axes, keepdim)
+            with np.errstate(invalid="ignore"):
+                a.add_grad(share * (2 * scale) * centered, owned=True)
+
+    return Tensor.from_op(out, (a,), backward, "var")
+
+
+def std(a: Tensor, dim: Dim = None, unbiased: Optional[bool] = None, keepdim: bool = False,
+        *, correction: Optional[float] = None) -> Tensor:
+    """Standard deviation: the square root of `var` with the same arguments, as
+    torch.std; its gradient is nan where it is 0, as PyTorch's."""
+    return var(a, dim, unbiased, keepdim, correction=correction).sqrt()
 
 
 def _extreme(a: Tensor, dim: Dim, keepdim: bool, pick, name: str) -> Tensor:
