@@ -133,7 +133,6 @@ def _key(optimizer: Any) -> List[Any]:
     return key
 
 
-
 def _adam_ready(group: dict) -> bool:
     return not group["amsgrad"] and not group["maximize"] and (
         not group["weight_decay"] or group["decoupled_weight_decay"])

@@ -87,7 +87,7 @@ class Sequential(_ModuleSequence):
             self._names: List[str] = [str(name) for name in modules[0]]
         else:
             super().__init__(modules)
-            self._names = [str(i) for i in range(len(self.layers))]
+            self._number()
 
     def _named_members(self) -> Iterator[Tuple[str, Any]]:
         yield from zip(self._names, self.layers)
@@ -111,9 +111,12 @@ class Sequential(_ModuleSequence):
             return Sequential(OrderedDict(zip(self._names[index], self.layers[index])))
         return self.layers[index]
 
+    def _number(self) -> None:  # after a deletion or insertion, as PyTorch numbers them
+        self._names = [str(i) for i in range(len(self.layers))]
+
     def __delitem__(self, index: Union[int, slice]) -> None:
         super().__delitem__(index)
-        self._names = [str(i) for i in range(len(self.layers))]
+        self._number()
 
     def append(self, module: Module) -> "Sequential":
         super().append(module)
@@ -122,7 +125,7 @@ class Sequential(_ModuleSequence):
 
     def insert(self, index: int, module: Module) -> None:
         super().insert(index, module)
-        self._names = [str(i) for i in range(len(self.layers))]
+        self._number()
 
     def add_module(self, name: str, module: Optional[Module]) -> None:
         """Append `module` under `name` (or replace the module of that name), as

@@ -2,8 +2,8 @@
 a dim.
 
 Each takes PyTorch's `dim`/`keepdim` (canonical) and, but for var and std, NumPy's
-`axis`/`keepdims`; `dim` may be an int or, for sum/mean/var/std/max/min, a tuple. A 0-d tensor accepts dim 0 and -1, as in
-PyTorch (`loss.mean(0)` is the loss)."""
+`axis`/`keepdims`; `dim` may be an int or, for sum/mean/var/std/max/min, a tuple. A 0-d
+tensor accepts dim 0 and -1, as in PyTorch (`loss.mean(0)` is the loss)."""
 from __future__ import annotations
 
 import builtins
